@@ -1,0 +1,60 @@
+# scalene-attach: build, test, demo and benchmark.
+#
+#   make demo    build everything, start a demo workload, profile it, print, clean up
+#   make test    build everything and run every test (unit + integration on every installed CPython)
+#   make bench   overhead and accuracy figures (not part of make test)
+#
+# Missing Debian packages are installed first (apt-get, as root).
+
+SWIFT        ?= swift
+CONFIG       ?= release
+CC           ?= cc
+DEB_PACKAGES := libelf-dev libunwind-dev libpython3-dev
+BIN_DIR       = $(shell $(SWIFT) build -c $(CONFIG) --show-bin-path 2>/dev/null)
+AGENT        := build/libscalene_agent.so
+
+.PHONY: all deps build agent test unit demo bench layouts clean
+
+all: build
+
+# Installs the Debian packages the build needs, only when one is missing.
+deps:
+	@missing=""; for p in $(DEB_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "Installing Debian packages:$$missing"; \
+	  if [ "$$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	fi
+
+# The injected agent is plain C: never a SwiftPM product (that would link the Swift runtime into
+# the target). It is installed next to the binary, where scalene-attach looks for it.
+agent: deps
+	$(MAKE) -C agent CC="$(CC)"
+
+build: deps agent
+	$(SWIFT) build -c $(CONFIG) --product scalene-attach
+	cp $(AGENT) "$(BIN_DIR)/libscalene_agent.so"
+	@echo "built $(BIN_DIR)/scalene-attach"
+
+# Unit and integration tests in one release build (the sampler is measured at release speed).
+test: build
+	$(SWIFT) build -c $(CONFIG) --build-tests
+	cp $(AGENT) "$(BIN_DIR)/libscalene_agent.so"
+	SCALENE_ATTACH_BIN="$(BIN_DIR)/scalene-attach" $(SWIFT) test -c $(CONFIG) --skip-build
+	$(MAKE) -C agent test
+
+demo: build
+	@SCALENE_ATTACH_BIN="$(BIN_DIR)/scalene-attach" sh fixtures/demo/run-demo.sh
+
+bench: build
+	@SCALENE_ATTACH_BIN="$(BIN_DIR)/scalene-attach" python3 fixtures/bench/bench.py
+
+# Regenerates the per-version layout and opcode tables from the installed interpreters' headers.
+layouts:
+	python3 fixtures/generators/generate_layouts.py
+
+clean:
+	rm -rf .build build
+	$(MAKE) -C agent clean

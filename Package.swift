@@ -1,0 +1,42 @@
+// swift-tools-version: 6.0
+import PackageDescription
+
+let package = Package(
+    name: "scalene-attach",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "scalene-attach", targets: ["scalene-attach"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        // What Swift cannot call directly: variadic ptrace, wait-status macros, process_vm_readv.
+        .target(name: "CScaleneSys"),
+        .systemLibrary(name: "CLibElf", pkgConfig: "libelf", providers: [.apt(["libelf-dev"])]),
+        // The wire format shared with the injected C agent (header only; the agent includes it too).
+        .target(name: "CAgentProtocol"),
+
+        .target(name: "RemoteProcess", dependencies: ["CScaleneSys"]),
+        .target(name: "ELFSymbols", dependencies: ["CLibElf", "RemoteProcess"]),
+        .target(name: "CPythonLayouts"),
+        .target(name: "PythonInspector", dependencies: ["RemoteProcess", "ELFSymbols", "CPythonLayouts"]),
+        .target(name: "Profiler", dependencies: ["RemoteProcess", "PythonInspector", "CScaleneSys"]),
+        .target(name: "Injector", dependencies: ["RemoteProcess", "ELFSymbols", "PythonInspector", "CAgentProtocol", "CScaleneSys"]),
+        .target(name: "Reports", dependencies: ["Profiler", "PythonInspector"]),
+        .executableTarget(
+            name: "scalene-attach",
+            dependencies: [
+                "RemoteProcess", "PythonInspector", "Profiler", "Injector", "Reports", "CScaleneSys",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+
+        .testTarget(name: "RemoteProcessTests", dependencies: ["RemoteProcess", "CScaleneSys"]),
+        .testTarget(name: "ELFSymbolsTests", dependencies: ["ELFSymbols"]),
+        .testTarget(name: "CPythonLayoutsTests", dependencies: ["CPythonLayouts"]),
+        .testTarget(name: "PythonInspectorTests", dependencies: ["PythonInspector", "RemoteProcess", "CPythonLayouts"]),
+        .testTarget(name: "IntegrationTests", dependencies: ["PythonInspector", "RemoteProcess"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

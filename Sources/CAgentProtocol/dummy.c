@@ -1,0 +1,1 @@
+// The protocol is a header; this file gives SwiftPM a source to build.

@@ -1,0 +1,155 @@
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include "CScaleneSys.h"
+
+#include <elf.h>
+#include <errno.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/ptrace.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <pthread.h>
+#include <unistd.h>
+
+ssize_t scalene_vm_read(pid_t pid, void *local, size_t length, uint64_t remote) {
+    struct iovec l = { .iov_base = local, .iov_len = length };
+    struct iovec r = { .iov_base = (void *)(uintptr_t)remote, .iov_len = length };
+    return process_vm_readv(pid, &l, 1, &r, 1, 0);
+}
+
+ssize_t scalene_vm_readv(pid_t pid, void *const *locals, const uint64_t *remotes, const size_t *lengths,
+                         int count) {
+    struct iovec l[64], r[64];
+    if (count < 0 || count > 64) { errno = EINVAL; return -1; }
+    for (int i = 0; i < count; i++) {
+        l[i].iov_base = locals[i];
+        l[i].iov_len = lengths[i];
+        r[i].iov_base = (void *)(uintptr_t)remotes[i];
+        r[i].iov_len = lengths[i];
+    }
+    return process_vm_readv(pid, l, (unsigned long)count, r, (unsigned long)count, 0);
+}
+
+ssize_t scalene_vm_write(pid_t pid, const void *local, size_t length, uint64_t remote) {
+    struct iovec l = { .iov_base = (void *)local, .iov_len = length };
+    struct iovec r = { .iov_base = (void *)(uintptr_t)remote, .iov_len = length };
+    return process_vm_writev(pid, &l, 1, &r, 1, 0);
+}
+
+long scalene_ptrace_seize(pid_t tid, unsigned long options) {
+    return ptrace(PTRACE_SEIZE, tid, NULL, (void *)options);
+}
+long scalene_ptrace_interrupt(pid_t tid) { return ptrace(PTRACE_INTERRUPT, tid, NULL, NULL); }
+long scalene_ptrace_detach(pid_t tid, int signal) {
+    return ptrace(PTRACE_DETACH, tid, NULL, (void *)(uintptr_t)signal);
+}
+long scalene_ptrace_cont(pid_t tid, int signal) {
+    return ptrace(PTRACE_CONT, tid, NULL, (void *)(uintptr_t)signal);
+}
+long scalene_ptrace_getregs(pid_t tid, struct user_regs_struct *regs) {
+    return ptrace(PTRACE_GETREGS, tid, NULL, regs);
+}
+long scalene_ptrace_setregs(pid_t tid, const struct user_regs_struct *regs) {
+    return ptrace(PTRACE_SETREGS, tid, NULL, (void *)regs);
+}
+long scalene_ptrace_get_xstate(pid_t tid, void *buffer, size_t *length) {
+    struct iovec io = { .iov_base = buffer, .iov_len = *length };
+    long rc = ptrace(PTRACE_GETREGSET, tid, (void *)(uintptr_t)NT_X86_XSTATE, &io);
+    if (rc == 0) *length = io.iov_len;
+    return rc;
+}
+long scalene_ptrace_set_xstate(pid_t tid, void *buffer, size_t length) {
+    struct iovec io = { .iov_base = buffer, .iov_len = length };
+    return ptrace(PTRACE_SETREGSET, tid, (void *)(uintptr_t)NT_X86_XSTATE, &io);
+}
+long scalene_ptrace_peek(pid_t tid, uint64_t address, uint64_t *word) {
+    errno = 0;
+    long value = ptrace(PTRACE_PEEKDATA, tid, (void *)(uintptr_t)address, NULL);
+    if (value == -1 && errno != 0) return -1;
+    *word = (uint64_t)value;
+    return 0;
+}
+long scalene_ptrace_poke(pid_t tid, uint64_t address, uint64_t word) {
+    return ptrace(PTRACE_POKEDATA, tid, (void *)(uintptr_t)address, (void *)(uintptr_t)word);
+}
+
+const unsigned long scalene_ptrace_o_exitkill = 0; // never kill the target when we exit
+const int scalene_ptrace_event_stop = PTRACE_EVENT_STOP;
+
+pid_t scalene_waitpid(pid_t pid, int *status, int nohang) {
+    pid_t rc;
+    do {
+        rc = waitpid(pid, status, __WALL | (nohang ? WNOHANG : 0));
+    } while (rc < 0 && errno == EINTR);
+    return rc;
+}
+int scalene_wifexited(int status) { return WIFEXITED(status); }
+int scalene_wexitstatus(int status) { return WEXITSTATUS(status); }
+int scalene_wifsignaled(int status) { return WIFSIGNALED(status); }
+int scalene_wtermsig(int status) { return WTERMSIG(status); }
+int scalene_wifstopped(int status) { return WIFSTOPPED(status); }
+int scalene_wstopsig(int status) { return WSTOPSIG(status); }
+int scalene_wptrace_event(int status) { return (status >> 16) & 0xff; }
+
+pid_t scalene_gettid(void) { return (pid_t)syscall(SYS_gettid); }
+int scalene_tgkill(pid_t pid, pid_t tid, int signal) { return (int)syscall(SYS_tgkill, pid, tid, signal); }
+
+int scalene_sleep_until(uint64_t deadline_ns) {
+    struct timespec ts = { .tv_sec = (time_t)(deadline_ns / 1000000000ull),
+                           .tv_nsec = (long)(deadline_ns % 1000000000ull) };
+    return clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL);
+}
+uint64_t scalene_monotonic_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+uint64_t scalene_realtime_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+int scalene_set_timer_slack_ns(unsigned long slack) { return prctl(PR_SET_TIMERSLACK, slack, 0, 0, 0); }
+
+// Written from a signal handler and read by the sampling loop; sig_atomic_t is what C guarantees.
+static volatile sig_atomic_t stop_signal = 0;
+
+static void on_stop_signal(int signal) { stop_signal = signal; }
+
+void scalene_install_stop_handlers(void) {
+    struct sigaction action;
+    memset(&action, 0, sizeof action);
+    action.sa_handler = on_stop_signal;
+    sigemptyset(&action.sa_mask);
+    // No SA_RESTART: a blocking sleep or waitpid returns EINTR so the loop notices at once.
+    sigaction(SIGINT, &action, NULL);
+    sigaction(SIGTERM, &action, NULL);
+    sigaction(SIGHUP, &action, NULL);
+    // A closed pipe on stdout must not kill us while the target is stopped or hooked.
+    signal(SIGPIPE, SIG_IGN);
+}
+int scalene_stop_requested(void) { return stop_signal != 0; }
+int scalene_stop_signal(void) { return stop_signal; }
+
+void scalene_block_stop_signals(int block) {
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGHUP);
+    pthread_sigmask(block ? SIG_BLOCK : SIG_UNBLOCK, &set, NULL);
+}
+
+long scalene_clock_ticks_per_second(void) { return sysconf(_SC_CLK_TCK); }
+
+ssize_t scalene_pread(int fd, void *buffer, size_t length, off_t offset) {
+    ssize_t rc;
+    do {
+        rc = pread(fd, buffer, length, offset);
+    } while (rc < 0 && errno == EINTR);
+    return rc;
+}

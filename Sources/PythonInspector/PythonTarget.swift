@@ -1,0 +1,81 @@
+import CPythonLayouts
+import ELFSymbols
+import RemoteProcess
+
+/// A running CPython found from outside: where its runtime is, which version it is, and the layout
+/// of its structures. Discovery happens once, in `init`; readers built on it do the per-sample work.
+public struct PythonTarget: Sendable {
+    public let process: TargetProcess
+    public let binary: PythonBinary
+    public let version: PythonVersion
+    public let versionSource: VersionSource
+    public let layout: PythonLayout
+    /// Opcode data for classifying instructions (nil only if the version has no table).
+    public let opcodes: OpcodeTable?
+    /// pymalloc constants (for the agent).
+    public let allocator: AllocatorConstants?
+    /// `&_PyRuntime` in the target.
+    public let runtimeAddress: UInt64
+    /// `&PyCode_Type` in the target: a frame whose code pointer does not point at an object of this
+    /// type is torn or not a Python frame.
+    public let codeTypeAddress: UInt64?
+
+    public static let supportedVersions = "3.8–3.13"
+
+    public var pid: Int32 { process.pid }
+    public var memory: RemoteMemory { process.memory }
+
+    public init(pid: Int32) throws(InspectError) {
+        let process: TargetProcess
+        do { process = try TargetProcess(pid: pid) } catch { throw InspectError(error) }
+        let map: MemoryMap
+        do { map = try process.memoryMap() } catch { throw InspectError(error) }
+        let binary = try PythonBinary.locate(in: process, map: map)
+        guard let runtime = binary.address(of: "_PyRuntime") else {
+            throw .notPython(pid: pid, executable: binary.path)
+        }
+        guard let detected = VersionDetector.detect(binary: binary, runtimeAddress: runtime, memory: process.memory) else {
+            if !process.isAlive { throw .exited(pid: pid) }
+            throw .unrecognisedPython(pid: pid, detail: "cannot tell the Python version of \(binary.path)")
+        }
+        let version = detected.version
+        let layout = try Self.layout(for: detected, pid: pid)
+        self.process = process
+        self.binary = binary
+        self.version = version
+        self.versionSource = detected.source
+        self.layout = layout
+        self.opcodes = OpcodeTables.table(for: version)
+        self.allocator = LayoutTables.allocator(for: version)
+        self.runtimeAddress = runtime
+        self.codeTypeAddress = binary.address(of: "PyCode_Type")
+    }
+
+    static func layout(for detected: VersionDetector.Result, pid: Int32) throws(InspectError) -> PythonLayout {
+        let version = detected.version
+        guard version.major == 3, version.minor >= 8 else {
+            throw .unsupportedVersion(pid: pid, version: version.description,
+                                      reason: "supported versions are \(supportedVersions)")
+        }
+        if version.minor >= 13 {
+            guard let raw = detected.debugOffsets else {
+                throw .unrecognisedPython(pid: pid, detail: "Python \(version) without readable _Py_DebugOffsets")
+            }
+            do {
+                return try DebugOffsets.decode(raw).layout()
+            } catch .unsupportedVersion(let v) {
+                throw .unsupportedVersion(pid: pid, version: v.description, reason: "supported versions are \(supportedVersions)")
+            } catch .freeThreaded {
+                throw .unsupportedVersion(pid: pid, version: version.description + " (free-threaded)",
+                                          reason: "free-threaded builds have no GIL and a different layout")
+            } catch {
+                throw .unrecognisedPython(pid: pid, detail: "invalid _Py_DebugOffsets: \(error)")
+            }
+        }
+        guard let layout = LayoutTables.layout(for: version) else {
+            throw .unsupportedVersion(pid: pid, version: version.description,
+                                      reason: "supported versions are \(supportedVersions)")
+        }
+        return layout
+    }
+}

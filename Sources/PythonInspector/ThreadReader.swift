@@ -1,0 +1,121 @@
+import CPythonLayouts
+import RemoteProcess
+
+/// One `PyThreadState` as read from the target.
+public struct ThreadRecord: Sendable {
+    /// Address of the thread state.
+    public var address: UInt64
+    /// `thread_id`: the pthread_t (also the key of `threading._active`).
+    public var pthreadID: UInt64
+    /// `native_thread_id` (3.11+), else nil until mapped through `PthreadTIDResolver`.
+    public var nativeThreadID: Int32?
+    /// The bytes of the thread state, for reading its frame pointer.
+    public var bytes: RemoteBytes
+}
+
+/// Reads the interpreter and its thread states.
+public struct ThreadReader<Memory: ProcessMemory>: Sendable {
+    public let memory: Memory
+    public let layout: PythonLayout
+    public let runtimeAddress: UInt64
+    /// Thread lists longer than this are treated as corrupt.
+    public var maximumThreads = 4096
+    private let threadReadSize: Int
+
+    public init(memory: Memory, layout: PythonLayout, runtimeAddress: UInt64) {
+        self.memory = memory
+        self.layout = layout
+        self.runtimeAddress = runtimeAddress
+        let t = layout.thread
+        threadReadSize = max(t.next, t.interp, t.frame, t.threadID, t.nativeThreadID ?? 0) + 8
+    }
+
+    /// The main interpreter (id 0): `interpreters.main` where known, else found in the list.
+    public func mainInterpreter() throws(MemoryReadError) -> UInt64 {
+        if let main = layout.runtime.interpretersMain {
+            let address = try memory.pointer(at: runtimeAddress &+ UInt64(main))
+            if address != 0 { return address }
+        }
+        var interp = try memory.pointer(at: runtimeAddress &+ UInt64(layout.runtime.interpretersHead))
+        var first = interp
+        for _ in 0..<64 where interp != 0 {
+            if try memory.integer(Int64.self, at: interp &+ UInt64(layout.interpreter.id)) == 0 { return interp }
+            interp = try memory.pointer(at: interp &+ UInt64(layout.interpreter.next))
+            if interp == first { break }
+            if first == 0 { first = interp }
+        }
+        return first
+    }
+
+    /// Every thread state of `interpreter`, newest first (the order of the interpreter's list).
+    /// Validates each state's back-pointer to the interpreter; stops at a cycle or the bound.
+    public func threads(of interpreter: UInt64) throws(MemoryReadError) -> [ThreadRecord] {
+        var result = [ThreadRecord]()
+        var seen = Set<UInt64>()
+        var address = try memory.pointer(at: interpreter &+ UInt64(layout.interpreter.threadsHead))
+        while address != 0, result.count < maximumThreads, seen.insert(address).inserted {
+            let bytes = try memory.remoteBytes(at: address, count: threadReadSize)
+            guard bytes.pointer(at: layout.thread.interp) == interpreter else { break }
+            let native = layout.thread.nativeThreadID.flatMap { bytes.int32(at: $0) }
+            result.append(ThreadRecord(address: address, pthreadID: bytes.pointer(at: layout.thread.threadID) ?? 0,
+                                       nativeThreadID: native.flatMap { $0 > 0 ? $0 : nil }, bytes: bytes))
+            address = bytes.pointer(at: layout.thread.next) ?? 0
+        }
+        return result
+    }
+
+    /// The thread state holding the GIL, or nil when no thread holds it (or it cannot be told).
+    public func gilHolder(interpreter: UInt64) -> UInt64? {
+        if let current = layout.runtime.gilstateTstateCurrent {
+            let holder = (try? memory.pointer(at: runtimeAddress &+ UInt64(current))) ?? 0
+            return holder == 0 ? nil : holder
+        }
+        guard let gilField = layout.interpreter.cevalGIL, let lockedField = layout.interpreter.gilLocked,
+              let holderField = layout.interpreter.gilLastHolder,
+              let gil = try? memory.pointer(at: interpreter &+ UInt64(gilField)), gil != 0,
+              let locked = try? memory.integer(Int32.self, at: gil &+ UInt64(lockedField)), locked != 0,
+              let holder = try? memory.pointer(at: gil &+ UInt64(holderField)), holder != 0 else { return nil }
+        return holder
+    }
+}
+
+/// Maps pthread_t values to kernel thread ids for versions whose thread state has no
+/// `native_thread_id` (3.8–3.10).
+///
+/// A pthread_t on glibc is the address of the thread's `struct pthread`, which stores the kernel tid
+/// at an offset that depends on the glibc build. The offset is found, once per process, as the one
+/// where every known pthread holds a distinct tid of the process.
+public struct PthreadTIDResolver: Sendable {
+    public private(set) var tidOffset: Int?
+    /// How far into `struct pthread` to look.
+    static let searchBytes = 2048
+
+    public init() {}
+
+    /// Finds the tid of each pthread, learning the offset on first use.
+    public mutating func resolve(_ pthreads: [UInt64], tids: Set<Int32>, memory: some ProcessMemory) -> [UInt64: Int32] {
+        let blocks = pthreads.compactMap { id -> (UInt64, RemoteBytes)? in
+            guard id != 0, let bytes = try? memory.remoteBytes(at: id, count: Self.searchBytes) else { return nil }
+            return (id, bytes)
+        }
+        guard !blocks.isEmpty else { return [:] }
+        if let offset = tidOffset, let mapping = Self.mapping(blocks, offset: offset, tids: tids) { return mapping }
+        for offset in stride(from: 0, to: Self.searchBytes - 4, by: 4) {
+            if let mapping = Self.mapping(blocks, offset: offset, tids: tids) {
+                tidOffset = offset
+                return mapping
+            }
+        }
+        return [:]
+    }
+
+    private static func mapping(_ blocks: [(UInt64, RemoteBytes)], offset: Int, tids: Set<Int32>) -> [UInt64: Int32]? {
+        var result = [UInt64: Int32]()
+        var used = Set<Int32>()
+        for (id, bytes) in blocks {
+            guard let tid = bytes.int32(at: offset), tids.contains(tid), used.insert(tid).inserted else { return nil }
+            result[id] = tid
+        }
+        return result
+    }
+}

@@ -1,0 +1,90 @@
+/// Why a read of another process's memory failed.
+public enum MemoryReadError: Error, Equatable, Sendable {
+    /// The range is not (entirely) mapped: a stale or torn pointer. Normal while sampling.
+    case unmapped(address: UInt64, length: Int)
+    /// The process no longer exists.
+    case processGone
+    /// The kernel refused access (ptrace access mode check).
+    case permissionDenied
+    /// Any other errno from the read.
+    case failed(errno: Int32)
+}
+
+/// Read access to the memory of a process: the target through `process_vm_readv`, or local bytes in
+/// tests. Everything that decodes interpreter structures reads through this, so layout decoding can be
+/// unit-tested on memory the test builds itself.
+public protocol ProcessMemory: Sendable {
+    /// Copies `buffer.count` bytes at `address` into `buffer`, or throws. Partial reads throw
+    /// `.unmapped`.
+    func read(into buffer: UnsafeMutableRawBufferPointer, at address: UInt64) throws(MemoryReadError)
+}
+
+extension ProcessMemory {
+    /// `count` bytes at `address`.
+    public func bytes(at address: UInt64, count: Int) throws(MemoryReadError) -> [UInt8] {
+        guard count > 0 else { return [] }
+        var result = [UInt8](repeating: 0, count: count)
+        var failure: MemoryReadError?
+        result.withUnsafeMutableBytes { buffer in
+            do throws(MemoryReadError) { try read(into: buffer, at: address) } catch { failure = error }
+        }
+        if let failure { throw failure }
+        return result
+    }
+
+    /// A little-endian integer at `address`.
+    public func integer<T: FixedWidthInteger>(_: T.Type = T.self, at address: UInt64) throws(MemoryReadError) -> T {
+        var value = T.zero
+        var failure: MemoryReadError?
+        withUnsafeMutableBytes(of: &value) { buffer in
+            do throws(MemoryReadError) { try read(into: buffer, at: address) } catch { failure = error }
+        }
+        if let failure { throw failure }
+        return T(littleEndian: value)
+    }
+
+    /// A pointer-sized word at `address`.
+    public func pointer(at address: UInt64) throws(MemoryReadError) -> UInt64 {
+        try integer(UInt64.self, at: address)
+    }
+}
+
+/// A fixed-size copy of remote bytes with bounds-checked, non-trapping accessors.
+///
+/// Remote structures are copied in one read and then decoded field by field; every accessor returns
+/// nil rather than trapping when an offset falls outside the copy (torn or wrong data is normal).
+public struct RemoteBytes: Sendable {
+    public let address: UInt64
+    public let storage: [UInt8]
+
+    public init(address: UInt64, storage: [UInt8]) {
+        self.address = address
+        self.storage = storage
+    }
+
+    public var count: Int { storage.count }
+
+    public func integer<T: FixedWidthInteger>(_: T.Type = T.self, at offset: Int) -> T? {
+        let size = MemoryLayout<T>.size
+        guard offset >= 0, offset <= storage.count - size else { return nil }
+        return storage.withUnsafeBytes { raw in
+            T(littleEndian: raw.loadUnaligned(fromByteOffset: offset, as: T.self))
+        }
+    }
+
+    public func pointer(at offset: Int) -> UInt64? { integer(UInt64.self, at: offset) }
+    public func int32(at offset: Int) -> Int32? { integer(Int32.self, at: offset) }
+    public func uint8(at offset: Int) -> UInt8? { integer(UInt8.self, at: offset) }
+
+    public func slice(_ offset: Int, _ length: Int) -> ArraySlice<UInt8>? {
+        guard offset >= 0, length >= 0, offset <= storage.count - length else { return nil }
+        return storage[offset..<(offset + length)]
+    }
+}
+
+extension ProcessMemory {
+    /// Copies `count` bytes at `address` as a `RemoteBytes` value.
+    public func remoteBytes(at address: UInt64, count: Int) throws(MemoryReadError) -> RemoteBytes {
+        RemoteBytes(address: address, storage: try bytes(at: address, count: count))
+    }
+}

@@ -1,0 +1,68 @@
+import CScaleneSys
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The memory of a live process, read with `process_vm_readv` without stopping it.
+///
+/// Reads are not atomic with respect to the running target: a structure can change while it is
+/// copied. Callers validate what they read (back-pointers, type pointers, bounds).
+public struct RemoteMemory: ProcessMemory {
+    public let pid: Int32
+
+    public init(pid: Int32) {
+        self.pid = pid
+    }
+
+    public func read(into buffer: UnsafeMutableRawBufferPointer, at address: UInt64) throws(MemoryReadError) {
+        guard let base = buffer.baseAddress, buffer.count > 0 else { return }
+        guard address != 0, address &+ UInt64(buffer.count) > address else {
+            throw .unmapped(address: address, length: buffer.count)
+        }
+        let n = scalene_vm_read(pid, base, buffer.count, address)
+        if n == buffer.count { return }
+        if n >= 0 { throw .unmapped(address: address, length: buffer.count) }
+        throw Self.error(errno: errno, address: address, length: buffer.count)
+    }
+
+    /// Reads several independent ranges with one system call. Returns false if any of them failed
+    /// (the caller then falls back to reading them one by one to learn which).
+    public func readBatch(_ requests: [(address: UInt64, buffer: UnsafeMutableRawBufferPointer)]) -> Bool {
+        guard !requests.isEmpty, requests.count <= 64 else { return false }
+        var locals = [UnsafeMutableRawPointer?](); locals.reserveCapacity(requests.count)
+        var remotes = [UInt64](); remotes.reserveCapacity(requests.count)
+        var lengths = [Int](); lengths.reserveCapacity(requests.count)
+        var total = 0
+        for request in requests {
+            guard let base = request.buffer.baseAddress, request.address != 0 else { return false }
+            locals.append(base)
+            remotes.append(request.address)
+            lengths.append(request.buffer.count)
+            total += request.buffer.count
+        }
+        let n = locals.withUnsafeBufferPointer { l in
+            l.baseAddress!.withMemoryRebound(to: UnsafeMutableRawPointer.self, capacity: l.count) { lp in
+                scalene_vm_readv(pid, lp, remotes, lengths, Int32(requests.count))
+            }
+        }
+        return n == total
+    }
+
+    /// Writes bytes into the target (used only by the injector, with the target stopped).
+    public func write(_ bytes: [UInt8], at address: UInt64) throws(MemoryReadError) {
+        guard !bytes.isEmpty else { return }
+        let n = bytes.withUnsafeBytes { scalene_vm_write(pid, $0.baseAddress!, $0.count, address) }
+        if n == bytes.count { return }
+        if n >= 0 { throw .unmapped(address: address, length: bytes.count) }
+        throw Self.error(errno: errno, address: address, length: bytes.count)
+    }
+
+    static func error(errno code: Int32, address: UInt64, length: Int) -> MemoryReadError {
+        switch code {
+        case EFAULT, EIO: return .unmapped(address: address, length: length)
+        case ESRCH: return .processGone
+        case EPERM, EACCES: return .permissionDenied
+        default: return .failed(errno: code)
+        }
+    }
+}
