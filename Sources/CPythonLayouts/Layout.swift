@@ -334,7 +334,8 @@ public enum InstanceDictPlacement: Sendable, Equatable {
     /// values pointer at `valuesPointer`, both negative offsets from the object.
     case managed311(dictPointer: Int, valuesPointer: Int)
     /// 3.12: with `Py_TPFLAGS_MANAGED_DICT`, a tagged dict-or-values word at a negative offset;
-    /// low bit set means values (pointer = word - 1).
+    /// low bit set means values, stored as `values - 1`, so the values pointer is word + 1
+    /// (`_PyDictOrValues_SetValues` / `_PyDictOrValues_GetValues` in pycore_object.h).
     case managedTagged312(word: Int)
     /// 3.13+: with `Py_TPFLAGS_INLINE_VALUES`, values inline at `tp_basicsize` (valid while the
     /// values' `valid` byte is set), else the dict pointer at a negative offset.

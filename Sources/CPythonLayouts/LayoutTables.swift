@@ -1,0 +1,86 @@
+/// The per-version layout data generated from installed CPython headers (`Generated/Layouts.swift`,
+/// written by `fixtures/generators/generate_layouts.py`), and how a version finds its entry.
+public enum LayoutTables {
+    /// What the generator learnt from one installed interpreter.
+    public struct GeneratedLayout: Sendable, Equatable {
+        /// The exact version of the interpreter the values came from.
+        public var version: PythonVersion
+        /// The install prefix it came from (e.g. `/root/.pyenv/versions/3.11.7`, `/usr`).
+        public var prefix: String
+        /// The whole layout (3.8–3.12). Nil for 3.13+, whose interpreter part a reader takes from
+        /// the target's own `_Py_DebugOffsets` (see `DebugOffsets.layout()`).
+        public var layout: PythonLayout?
+        /// Object internals (str, bytes, int, dict, type): `_Py_DebugOffsets` lacks most of these.
+        public var objects: ObjectOffsets
+        /// pymalloc constants.
+        public var allocator: AllocatorConstants
+        /// `FRAME_OWNED_BY_CSTACK` (3.12+): the owner value of the interpreter's C-stack shim frames.
+        public var frameOwnerCStack: Int?
+        /// `sizeof(_Py_DebugOffsets)` (3.13+) in this interpreter's headers.
+        public var debugOffsetsSize: Int?
+        /// 3.13+: `offsetof(_PyRuntimeState, interpreters.main) - offsetof(…, interpreters.head)`.
+        /// `_Py_DebugOffsets` has `interpreters.head` but not `interpreters.main`; both live in the
+        /// same small nested struct, so the distance holds even if fields before it move.
+        public var interpretersMainFromHead: Int?
+
+        public init(version: PythonVersion, prefix: String, layout: PythonLayout?, objects: ObjectOffsets,
+                    allocator: AllocatorConstants, frameOwnerCStack: Int?, debugOffsetsSize: Int?,
+                    interpretersMainFromHead: Int?) {
+            self.version = version
+            self.prefix = prefix
+            self.layout = layout
+            self.objects = objects
+            self.allocator = allocator
+            self.frameOwnerCStack = frameOwnerCStack
+            self.debugOffsetsSize = debugOffsetsSize
+            self.interpretersMainFromHead = interpretersMainFromHead
+        }
+    }
+
+    /// Every generated entry, oldest version first.
+    public static var all: [GeneratedLayout] { generated }
+
+    /// The entry for `version`: the exact micro version if one was generated, else the highest
+    /// micro version of the same minor version (a patch release rarely moves a field; the
+    /// generator's in-process checks are what to rerun when one does). Nil for an unknown minor.
+    public static func entry(for version: PythonVersion) -> GeneratedLayout? {
+        let sameMinor = generated.filter { $0.version.major == version.major && $0.version.minor == version.minor }
+        if let exact = sameMinor.first(where: { $0.version.micro == version.micro }) { return exact }
+        return sameMinor.max { $0.version.micro < $1.version.micro }
+    }
+
+    /// The full layout of a 3.8–3.12 interpreter. Nil for unsupported versions and for 3.13+ (whose
+    /// layout comes from `DebugOffsets`).
+    public static func layout(for version: PythonVersion) -> PythonLayout? {
+        guard let layout = entry(for: version)?.layout else { return nil }
+        // The entry may be another micro version of the same minor: report the one asked for.
+        var result = layout
+        result.version = version
+        return result
+    }
+
+    /// Object internals of `version`, nil for unsupported versions.
+    public static func objects(for version: PythonVersion) -> ObjectOffsets? {
+        entry(for: version)?.objects
+    }
+
+    /// pymalloc constants of `version`, nil for unsupported versions.
+    public static func allocator(for version: PythonVersion) -> AllocatorConstants? {
+        entry(for: version)?.allocator
+    }
+
+    /// `FRAME_OWNED_BY_CSTACK` of `version`; nil before 3.12 (no such owner) and for unsupported versions.
+    public static func frameOwnerCStack(for version: PythonVersion) -> Int? {
+        entry(for: version)?.frameOwnerCStack
+    }
+
+    /// The minor versions with a generated entry (micro 0), oldest first.
+    public static var supportedMinorVersions: [PythonVersion] {
+        var result = [PythonVersion]()
+        for entry in generated {
+            let minor = PythonVersion(major: entry.version.major, minor: entry.version.minor)
+            if !result.contains(minor) { result.append(minor) }
+        }
+        return result.sorted()
+    }
+}
