@@ -144,6 +144,27 @@ void scalene_block_stop_signals(int block) {
     pthread_sigmask(block ? SIG_BLOCK : SIG_UNBLOCK, &set, NULL);
 }
 
+static volatile sig_atomic_t snapshot_requested = 0;
+
+static void on_snapshot_signal(int signal) { (void)signal; snapshot_requested = 1; }
+
+void scalene_install_snapshot_handler(void) {
+    struct sigaction action;
+    memset(&action, 0, sizeof action);
+    action.sa_handler = on_snapshot_signal;
+    sigemptyset(&action.sa_mask);
+    action.sa_flags = SA_RESTART;
+    sigaction(SIGUSR1, &action, NULL);
+}
+
+int scalene_take_snapshot_request(void) {
+    if (!snapshot_requested) return 0;
+    snapshot_requested = 0;
+    return 1;
+}
+
+int scalene_isatty(int fd) { return isatty(fd); }
+
 long scalene_clock_ticks_per_second(void) { return sysconf(_SC_CLK_TCK); }
 
 ssize_t scalene_pread(int fd, void *buffer, size_t length, off_t offset) {

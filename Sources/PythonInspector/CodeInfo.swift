@@ -20,7 +20,7 @@ public struct CodeInfo: Sendable {
     /// re-validated (an address can be reused by a new code object after the old one is freed).
     public var fingerprint: Fingerprint
 
-    public struct Fingerprint: Sendable, Equatable {
+    public struct Fingerprint: Sendable, Hashable {
         public var filename: UInt64
         public var name: UInt64
         public var firstLine: Int32

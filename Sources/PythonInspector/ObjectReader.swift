@@ -187,7 +187,7 @@ public struct ObjectReader<Memory: ProcessMemory>: Sendable {
             if flags & t.managedDictFlag != 0 {
                 guard let tagged = try? memory.pointer(at: object &- UInt64(-word)), tagged != 0 else { return nil }
                 if tagged & 1 == 1 {
-                    return splitValues(type: type, values: (tagged - 1) &+ UInt64(objects.dict.valuesArray))
+                    return splitValues(type: type, values: (tagged &+ 1) &+ UInt64(objects.dict.valuesArray))
                 }
                 return dictItems(at: tagged)
             }

@@ -38,17 +38,38 @@ public struct PythonTarget: Sendable {
             if !process.isAlive { throw .exited(pid: pid) }
             throw .unrecognisedPython(pid: pid, detail: "cannot tell the Python version of \(binary.path)")
         }
-        let version = detected.version
-        let layout = try Self.layout(for: detected, pid: pid)
+        var version = detected.version
+        var source = detected.source
+        var layout = try Self.layout(for: detected, pid: pid)
+        if source == .fileName || source == .versionString,
+           let exact = Self.runtimeVersion(memory: process.memory, layout: layout, runtime: runtime),
+           exact.major == version.major, exact.minor == version.minor {
+            // The file name gives no micro version and a version string can be stale: ask the
+            // interpreter itself (sys.hexversion), then take the layout of that exact release.
+            version = exact
+            source = .sysHexversion
+            layout = try Self.layout(for: VersionDetector.Result(version: exact, source: source, debugOffsets: nil), pid: pid)
+        }
         self.process = process
         self.binary = binary
         self.version = version
-        self.versionSource = detected.source
+        self.versionSource = source
         self.layout = layout
         self.opcodes = OpcodeTables.table(for: version)
         self.allocator = LayoutTables.allocator(for: version)
         self.runtimeAddress = runtime
         self.codeTypeAddress = binary.address(of: "PyCode_Type")
+    }
+
+    /// `sys.hexversion`, read through `sys.modules["sys"]`.
+    static func runtimeVersion(memory: RemoteMemory, layout: PythonLayout, runtime: UInt64) -> PythonVersion? {
+        let objects = ObjectReader(memory: memory, objects: layout.objects)
+        guard let interpreter = try? ThreadReader(memory: memory, layout: layout, runtimeAddress: runtime).mainInterpreter(),
+              let modules = try? memory.pointer(at: interpreter &+ UInt64(layout.interpreter.modules)), modules != 0,
+              let sys = objects.dictValue(at: modules, forKey: "sys"), let dict = objects.moduleDict(of: sys),
+              let value = objects.dictValue(at: dict, forKey: "hexversion"),
+              let hex = objects.unsignedInteger(at: value), hex >> 24 == 3 else { return nil }
+        return PythonVersion(hex: hex)
     }
 
     static func layout(for detected: VersionDetector.Result, pid: Int32) throws(InspectError) -> PythonLayout {

@@ -49,16 +49,14 @@ public struct ProcessSnapshot: Sendable {
 /// snapshot reads the live structures again.
 public final class StackDumper {
     public let target: PythonTarget
-    public let stacks: StackReader<RemoteMemory>
-    public let threadReader: ThreadReader<RemoteMemory>
+    public let observer: InterpreterObserver<RemoteMemory>
     public let names: ThreadNameReader<RemoteMemory>
-    private var tidResolver = PthreadTIDResolver()
 
     public init(target: PythonTarget, maximumDepth: Int = 2048) {
         self.target = target
-        self.stacks = StackReader(memory: target.memory, layout: target.layout, opcodes: target.opcodes,
-                                  codeType: target.codeTypeAddress, maximumDepth: maximumDepth)
-        self.threadReader = ThreadReader(memory: target.memory, layout: target.layout, runtimeAddress: target.runtimeAddress)
+        self.observer = InterpreterObserver(memory: target.memory, layout: target.layout, opcodes: target.opcodes,
+                                            runtimeAddress: target.runtimeAddress, codeType: target.codeTypeAddress,
+                                            maximumDepth: maximumDepth)
         self.names = ThreadNameReader(memory: target.memory, layout: target.layout)
     }
 
@@ -100,40 +98,27 @@ public final class StackDumper {
     }
 
     private func read(states: [Int32: Character], tids: Set<Int32>) throws(MemoryReadError) -> ProcessSnapshot {
-        let interpreter = try threadReader.mainInterpreter()
-        let records = try threadReader.threads(of: interpreter)
-        let holder = threadReader.gilHolder(interpreter: interpreter)
-        let threadNames = names.names(interpreter: interpreter)
-        var nativeIDs = [UInt64: Int32]()
-        if target.layout.thread.nativeThreadID == nil {
-            nativeIDs = tidResolver.resolve(records.map(\.pthreadID), tids: tids, memory: target.memory)
-        }
-        var threads = [ThreadSnapshot]()
-        for record in records {
-            let tid = record.nativeThreadID ?? nativeIDs[record.pthreadID]
-            var thread = ThreadSnapshot(tid: tid, pthreadID: record.pthreadID, name: threadNames[record.pthreadID],
-                                        state: tid.flatMap { states[$0] }, holdsGIL: holder == record.address,
-                                        opcode: nil, opcodeName: nil, instructionClass: nil, frames: [],
-                                        truncated: false, incomplete: false)
-            if let first = stacks.innermostFrame(threadState: record.bytes) {
-                let walk = stacks.walk(from: first)
-                thread.truncated = walk.truncated
-                thread.incomplete = walk.incomplete
-                for (index, raw) in walk.frames.enumerated() {
-                    guard let frame = stacks.resolve(raw) else {
-                        thread.incomplete = true
-                        continue
-                    }
-                    if index == 0, let instruction = stacks.instruction(of: frame) {
-                        thread.opcode = instruction.opcode
-                        thread.opcodeName = instruction.name
-                        thread.instructionClass = instruction.kind
-                    }
-                    thread.frames.append(FrameDescription(function: frame.code.name, qualname: frame.code.qualname,
-                                                          file: frame.code.filename, line: frame.line))
-                }
+        let observations = try observer.observe(taskIDs: tids)
+        // `threading._active` changes whenever a thread starts or ends; retry a torn read.
+        let interpreter = try observer.mainInterpreter()
+        var threadNames = [UInt64: String]()
+        for _ in 0..<5 {
+            if let found = names.names(interpreter: interpreter) {
+                threadNames = found
+                break
             }
-            threads.append(thread)
+        }
+        var threads = observations.map { observation in
+            ThreadSnapshot(tid: observation.tid, pthreadID: observation.pthreadID,
+                           name: observation.isStarting ? nil : threadNames[observation.pthreadID], state: observation.tid.flatMap { states[$0] },
+                           holdsGIL: observation.holdsGIL, opcode: observation.opcode,
+                           opcodeName: observation.opcode.flatMap { op in
+                               target.opcodes.flatMap { $0.name(of: $0.base(of: op)) } },
+                           instructionClass: observation.instructionClass,
+                           frames: observation.frames.map {
+                               FrameDescription(function: $0.code.name, qualname: $0.code.qualname,
+                                                file: $0.code.filename, line: $0.line) },
+                           truncated: observation.walk.truncated, incomplete: observation.walk.incomplete)
         }
         threads.sort { ($0.tid ?? .max) < ($1.tid ?? .max) }
         return ProcessSnapshot(pid: target.pid, version: target.version, threads: threads)

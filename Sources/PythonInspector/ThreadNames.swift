@@ -12,15 +12,18 @@ public struct ThreadNameReader<Memory: ProcessMemory>: Sendable {
         self.layout = layout
     }
 
-    /// Names by pthread ident. Empty if `threading` was never imported (the interpreter then has no
-    /// names to give) or cannot be read.
-    public func names(interpreter: UInt64) -> [UInt64: String] {
+    /// Names by pthread ident: empty if `threading` was never imported (the interpreter then has no
+    /// names to give), nil if the structures could not be read (they changed while being read).
+    public func names(interpreter: UInt64) -> [UInt64: String]? {
         guard let modules = try? objects.memory.pointer(at: interpreter &+ UInt64(layout.interpreter.modules)),
-              modules != 0,
-              let threading = objects.dictValue(at: modules, forKey: "threading"),
-              let moduleDict = objects.moduleDict(of: threading),
+              modules != 0, let moduleItems = objects.dictItems(at: modules) else { return nil }
+        guard let threadingEntry = moduleItems.first(where: { objects.string(at: $0.key) == "threading" }) else {
+            return [:]
+        }
+        let threading = threadingEntry.value
+        guard let moduleDict = objects.moduleDict(of: threading),
               let active = objects.dictValue(at: moduleDict, forKey: "_active"),
-              let entries = objects.dictItems(at: active) else { return [:] }
+              let entries = objects.dictItems(at: active) else { return nil }
         var result = [UInt64: String]()
         for entry in entries {
             guard let ident = objects.unsignedInteger(at: entry.key),

@@ -55,7 +55,11 @@ public struct ThreadReader<Memory: ProcessMemory>: Sendable {
         var address = try memory.pointer(at: interpreter &+ UInt64(layout.interpreter.threadsHead))
         while address != 0, result.count < maximumThreads, seen.insert(address).inserted {
             let bytes = try memory.remoteBytes(at: address, count: threadReadSize)
-            guard bytes.pointer(at: layout.thread.interp) == interpreter else { break }
+            // A thread state that does not point back at its interpreter was freed or reused while
+            // we walked the list: the read tore. Report it so the caller retries.
+            guard bytes.pointer(at: layout.thread.interp) == interpreter else {
+                throw .unmapped(address: address, length: 0)
+            }
             let native = layout.thread.nativeThreadID.flatMap { bytes.int32(at: $0) }
             result.append(ThreadRecord(address: address, pthreadID: bytes.pointer(at: layout.thread.threadID) ?? 0,
                                        nativeThreadID: native.flatMap { $0 > 0 ? $0 : nil }, bytes: bytes))
@@ -92,29 +96,31 @@ public struct PthreadTIDResolver: Sendable {
 
     public init() {}
 
-    /// Finds the tid of each pthread, learning the offset on first use.
+    /// Finds the tid of each pthread it can, learning the offset on first use. Thread states of
+    /// threads being created or torn down may have no live pthread yet; they are left out.
     public mutating func resolve(_ pthreads: [UInt64], tids: Set<Int32>, memory: some ProcessMemory) -> [UInt64: Int32] {
         let blocks = pthreads.compactMap { id -> (UInt64, RemoteBytes)? in
             guard id != 0, let bytes = try? memory.remoteBytes(at: id, count: Self.searchBytes) else { return nil }
             return (id, bytes)
         }
         guard !blocks.isEmpty else { return [:] }
-        if let offset = tidOffset, let mapping = Self.mapping(blocks, offset: offset, tids: tids) { return mapping }
+        if let offset = tidOffset { return Self.mapping(blocks, offset: offset, tids: tids) }
+        // The offset where the most pthreads hold distinct tids of this process; the lowest wins ties.
+        var best: (offset: Int, mapping: [UInt64: Int32])?
         for offset in stride(from: 0, to: Self.searchBytes - 4, by: 4) {
-            if let mapping = Self.mapping(blocks, offset: offset, tids: tids) {
-                tidOffset = offset
-                return mapping
-            }
+            let mapping = Self.mapping(blocks, offset: offset, tids: tids)
+            if mapping.count > (best?.mapping.count ?? 0) { best = (offset, mapping) }
         }
-        return [:]
+        guard let best, best.mapping.count * 2 > blocks.count || best.mapping.count == blocks.count else { return [:] }
+        tidOffset = best.offset
+        return best.mapping
     }
 
-    private static func mapping(_ blocks: [(UInt64, RemoteBytes)], offset: Int, tids: Set<Int32>) -> [UInt64: Int32]? {
+    private static func mapping(_ blocks: [(UInt64, RemoteBytes)], offset: Int, tids: Set<Int32>) -> [UInt64: Int32] {
         var result = [UInt64: Int32]()
         var used = Set<Int32>()
         for (id, bytes) in blocks {
-            guard let tid = bytes.int32(at: offset), tids.contains(tid), used.insert(tid).inserted else { return nil }
-            result[id] = tid
+            if let tid = bytes.int32(at: offset), tids.contains(tid), used.insert(tid).inserted { result[id] = tid }
         }
         return result
     }

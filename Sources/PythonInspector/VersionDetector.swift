@@ -12,6 +12,8 @@ public enum VersionSource: String, Sendable {
     case versionString = "version string"
     /// The binary's file name (libpython3.X / python3.X): minor version only.
     case fileName = "file name"
+    /// `sys.hexversion`, read from the interpreter once the minor version's layout was known.
+    case sysHexversion = "sys.hexversion"
 }
 
 /// Finds the version of the interpreter in a binary: _Py_DebugOffsets, Py_Version, the version
@@ -62,24 +64,36 @@ public enum VersionDetector {
         return nil
     }
 
-    /// Finds a NUL-delimited "3.X.Y" string (PY_VERSION, possibly with a "+" or pre-release suffix)
-    /// in read-only data, preferring one whose minor version matches the file name.
+    /// Finds a "3.X.Y" string ending in NUL in read-only data: PY_VERSION, which the linker may have
+    /// merged into the tail of a longer string such as the build directory ".../Python-3.X.Y". The
+    /// character before it must not be a digit or a dot. Prefers the minor version of the file name.
     static func versionString(in bytes: [UInt8], minor: Int?) -> PythonVersion? {
+        let three = UInt8(ascii: "3"), dot = UInt8(ascii: "."), zero = UInt8(ascii: "0"), nine = UInt8(ascii: "9")
+        func isDigit(_ byte: UInt8) -> Bool { byte >= zero && byte <= nine }
         var found: PythonVersion?
-        var start = 0
-        for index in 0..<bytes.count where bytes[index] == 0 {
-            defer { start = index + 1 }
-            let length = index - start
-            guard length >= 5, length <= 12, bytes[start] == UInt8(ascii: "3"), bytes[start + 1] == UInt8(ascii: ".") else {
+        var index = 1
+        while index + 5 < bytes.count {
+            defer { index += 1 }
+            guard bytes[index] == three, bytes[index + 1] == dot, !isDigit(bytes[index - 1]), bytes[index - 1] != dot else {
                 continue
             }
-            let text = String(decoding: bytes[start..<index], as: UTF8.self)
-            let parts = text.split(separator: ".", maxSplits: 2)
-            guard parts.count == 3, let minorValue = Int(parts[1]) else { continue }
-            let microDigits = parts[2].prefix { $0.isNumber }
-            let suffix = parts[2].dropFirst(microDigits.count)
-            guard let micro = Int(microDigits), suffix.isEmpty || suffix == "+" || suffix.first.map({ "abrc".contains($0) }) == true
-            else { continue }
+            var cursor = index + 2
+            var minorValue = 0
+            while cursor < bytes.count, isDigit(bytes[cursor]), cursor < index + 5 {
+                minorValue = minorValue * 10 + Int(bytes[cursor] - zero)
+                cursor += 1
+            }
+            guard cursor > index + 2, cursor < bytes.count, bytes[cursor] == dot else { continue }
+            cursor += 1
+            let microStart = cursor
+            var micro = 0
+            while cursor < bytes.count, isDigit(bytes[cursor]), cursor < microStart + 3 {
+                micro = micro * 10 + Int(bytes[cursor] - zero)
+                cursor += 1
+            }
+            // Allow a "+" (development build) before the terminating NUL.
+            if cursor < bytes.count, bytes[cursor] == UInt8(ascii: "+") { cursor += 1 }
+            guard cursor > microStart, cursor < bytes.count, bytes[cursor] == 0 else { continue }
             let version = PythonVersion(major: 3, minor: minorValue, micro: micro)
             if minor == nil || minor == minorValue { return version }
             if found == nil { found = version }

@@ -153,8 +153,15 @@ struct DumpTests {
             let output = try dump(pid: fixture.pid, blocking: round % 4 == 3)
             let main = try #require(output.threads.first { $0.tid == Int(fixture.pid) })
             #expect(main.frames.first?.line == marks["churn-main"])
-            #expect(output.thread(running: "churn") != nil, "the churner thread is always there")
-            #expect(output.threads.allSatisfy { $0.tid != nil })
+            // The churner is always there (its stack changes constantly, so a read while it runs may
+            // be incomplete); the short-lived threads come and go, and one being created or torn down
+            // may have no OS thread yet or any more.
+            let churner = try #require(output.threads.first { $0.name == "churner" })
+            #expect(churner.tid != nil)
+            if round % 4 == 3 {
+                #expect(churner.frames.contains { $0.function == "churn" },
+                        "a blocking dump sees the whole stack: \(churner.frames.map { "\($0.function):\($0.line)" })")
+            }
         }
         #expect(fixture.isRunningUnstopped)
     }

@@ -81,12 +81,19 @@ struct ErrorPathTests {
     @Test("a process that has exited → 6")
     func exitedProcess() throws {
         let python = try #require(Interpreters.installed.last)
-        let fixture = try FixtureProcess(python: python.path, script: Package.fixture("dump/named_threads.py"))
-        // Killed but not yet reaped: a zombie, whose memory is gone.
-        kill(fixture.pid, SIGKILL)
+        // Spawned directly (not through Foundation, which reaps its children at once) so that, once
+        // killed, it stays a zombie: it exists, but its memory is gone.
+        var pid: pid_t = 0
+        let argv = [python.path, "-c", "import time; time.sleep(60)"]
+        let cArgs = argv.map { strdup($0) } + [nil]
+        defer { cArgs.forEach { free($0) } }
+        #expect(posix_spawn(&pid, python.path, nil, nil, cArgs, environ) == 0)
+        usleep(300_000)
+        kill(pid, SIGKILL)
         usleep(100_000)
-        let result = try runTool(["dump", "--pid", String(fixture.pid)])
-        fixture.kill()
+        let result = try runTool(["dump", "--pid", String(pid)])
+        var status: Int32 = 0
+        waitpid(pid, &status, 0)
         expectOneLine(result, status: 6, containing: "exited")
     }
 

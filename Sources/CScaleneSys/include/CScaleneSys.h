@@ -75,6 +75,13 @@ int scalene_stop_signal(void);
 // Blocks (1) or unblocks (0) the stop signals for the calling thread, around critical sections.
 void scalene_block_stop_signals(int block);
 
+// SIGUSR1 asks for a snapshot of the profile so far; returns (and clears) whether one was asked for.
+void scalene_install_snapshot_handler(void);
+int scalene_take_snapshot_request(void);
+
+// Whether file descriptor `fd` is a terminal.
+int scalene_isatty(int fd);
+
 // sysconf(_SC_CLK_TCK): the unit of utime/stime in /proc/PID/task/TID/stat.
 long scalene_clock_ticks_per_second(void);
 

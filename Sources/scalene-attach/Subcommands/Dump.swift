@@ -3,8 +3,9 @@ import CPythonLayouts
 import Foundation
 import PythonInspector
 
-struct Dump: ParsableCommand {
+struct DumpCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "dump",
         abstract: "Print every thread's Python stack, now.",
         discussion: """
         Reads the target while it runs (no stop, no injection): for each thread its kernel id, Python \
@@ -100,6 +101,7 @@ enum DumpFormatter {
                 "opcode": thread.opcodeName as Any? ?? NSNull(),
                 "opcode_class": className(thread.instructionClass) as Any? ?? NSNull(),
                 "truncated": thread.truncated,
+                "incomplete": thread.incomplete,
                 "frames": thread.frames.map { frame in
                     ["function": frame.function, "qualname": frame.qualname, "file": frame.file, "line": frame.line] as [String: Any]
                 },

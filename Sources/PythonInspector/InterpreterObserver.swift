@@ -1,0 +1,88 @@
+import CPythonLayouts
+import RemoteProcess
+
+/// One thread at one instant: its kernel id, whether it holds the GIL, and its resolved stack.
+public struct ThreadObservation {
+    public var threadState: UInt64
+    public var pthreadID: UInt64
+    /// Kernel thread id, nil if it could not be determined.
+    public var tid: Int32?
+    public var holdsGIL: Bool
+    /// Innermost first; frames whose code object could not be read are left out (`walk.incomplete`).
+    public var frames: [ResolvedFrame]
+    public var walk: FrameWalk
+    /// The innermost frame's instruction, when it could be located.
+    public var opcode: UInt8?
+    public var instructionClass: InstructionClass?
+    /// A thread state created for a thread that has not started yet: until the new thread runs,
+    /// it carries the pthread id of the thread that created it, so it has no tid or name of its own.
+    public var isStarting = false
+}
+
+/// Reads every thread of the main interpreter with its stack: the work shared by `dump` and the
+/// sampler. Not thread-safe (it owns caches).
+public final class InterpreterObserver<Memory: ProcessMemory> {
+    public let layout: PythonLayout
+    public let memory: Memory
+    public let stacks: StackReader<Memory>
+    public let threads: ThreadReader<Memory>
+    private var tidResolver = PthreadTIDResolver()
+    private var tidsByPthread: [UInt64: Int32] = [:]
+    private var interpreter: UInt64?
+
+    public init(memory: Memory, layout: PythonLayout, opcodes: OpcodeTable?, runtimeAddress: UInt64,
+                codeType: UInt64?, maximumDepth: Int = 2048) {
+        self.layout = layout
+        self.memory = memory
+        self.stacks = StackReader(memory: memory, layout: layout, opcodes: opcodes, codeType: codeType,
+                                  maximumDepth: maximumDepth)
+        self.threads = ThreadReader(memory: memory, layout: layout, runtimeAddress: runtimeAddress)
+    }
+
+    /// The main interpreter's address (read once; the main interpreter never moves).
+    public func mainInterpreter() throws(MemoryReadError) -> UInt64 {
+        if let interpreter { return interpreter }
+        let found = try threads.mainInterpreter()
+        if found != 0 { interpreter = found }
+        return found
+    }
+
+    /// Observes every thread. `taskIDs` (the process's kernel thread ids) is needed only for
+    /// versions without `native_thread_id`, to map pthread ids to kernel ids.
+    public func observe(taskIDs: @autoclosure () -> Set<Int32>) throws(MemoryReadError) -> [ThreadObservation] {
+        let interp = try mainInterpreter()
+        let records = try threads.threads(of: interp)
+        let holder = threads.gilHolder(interpreter: interp)
+        if layout.thread.nativeThreadID == nil, records.contains(where: { $0.pthreadID != 0 && tidsByPthread[$0.pthreadID] == nil }) {
+            // pthread ids are reused after a thread ends, so the whole map is rebuilt.
+            tidsByPthread = tidResolver.resolve(records.map(\.pthreadID), tids: taskIDs(), memory: memory)
+        }
+        var result = [ThreadObservation]()
+        result.reserveCapacity(records.count)
+        for record in records {
+            var observation = ThreadObservation(threadState: record.address, pthreadID: record.pthreadID,
+                                                tid: record.nativeThreadID ?? tidsByPthread[record.pthreadID],
+                                                holdsGIL: holder == record.address, frames: [], walk: FrameWalk())
+            if let first = stacks.innermostFrame(threadState: record.bytes), first != 0 {
+                observation.walk = stacks.walk(from: first)
+                for raw in observation.walk.frames {
+                    if let frame = stacks.resolve(raw) { observation.frames.append(frame) }
+                    else { observation.walk.incomplete = true }
+                }
+                if let top = observation.frames.first, observation.walk.frames.first?.code == top.code.address,
+                   let instruction = stacks.instruction(of: top) {
+                    observation.opcode = instruction.opcode
+                    observation.instructionClass = instruction.kind
+                }
+            }
+            result.append(observation)
+        }
+        var pthreadCounts = [UInt64: Int]()
+        for observation in result { pthreadCounts[observation.pthreadID, default: 0] += 1 }
+        for index in result.indices where pthreadCounts[result[index].pthreadID, default: 0] > 1 && result[index].frames.isEmpty {
+            result[index].isStarting = true
+            result[index].tid = nil
+        }
+        return result
+    }
+}

@@ -1,0 +1,97 @@
+import CScaleneSys
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// CPU time and scheduler state of one thread, read cheaply again and again: the stat and schedstat
+/// files stay open and are re-read with pread (procfs regenerates them at offset 0).
+public final class ThreadClock {
+    public let tid: Int32
+    private let statFD: Int32
+    private let schedstatFD: Int32
+    private var buffer = [UInt8](repeating: 0, count: 1024)
+
+    /// One reading.
+    public struct Reading: Sendable, Equatable {
+        /// Nanoseconds on a CPU since the thread started (schedstat).
+        public var cpuNanoseconds: UInt64
+        /// Kernel-mode CPU time in clock ticks (stat).
+        public var systemTicks: UInt64
+        /// Scheduler state letter.
+        public var state: UInt8
+
+        public var isRunning: Bool { state == UInt8(ascii: "R") }
+    }
+
+    /// Opens the thread's files; nil if the thread is gone or unreadable.
+    public init?(pid: Int32, tid: Int32) {
+        self.tid = tid
+        statFD = open("/proc/\(pid)/task/\(tid)/stat", O_RDONLY | O_CLOEXEC)
+        schedstatFD = open("/proc/\(pid)/task/\(tid)/schedstat", O_RDONLY | O_CLOEXEC)
+        if statFD < 0 || schedstatFD < 0 {
+            if statFD >= 0 { close(statFD) }
+            if schedstatFD >= 0 { close(schedstatFD) }
+            return nil
+        }
+    }
+
+    deinit {
+        close(statFD)
+        close(schedstatFD)
+    }
+
+    /// Reads both files; nil when the thread has exited.
+    public func read() -> Reading? {
+        buffer.withUnsafeMutableBytes { raw -> Reading? in
+            guard let base = raw.baseAddress else { return nil }
+            let n = scalene_pread(schedstatFD, base, raw.count, 0)
+            guard n > 0, let cpu = Self.firstNumber(UnsafeRawBufferPointer(rebasing: raw[0..<n])) else { return nil }
+            let m = scalene_pread(statFD, base, raw.count, 0)
+            guard m > 0, let (state, system) = Self.stateAndSystemTicks(UnsafeRawBufferPointer(rebasing: raw[0..<m])) else {
+                return nil
+            }
+            return Reading(cpuNanoseconds: cpu, systemTicks: system, state: state)
+        }
+    }
+
+    static func firstNumber(_ bytes: UnsafeRawBufferPointer) -> UInt64? {
+        var value: UInt64 = 0
+        var digits = 0
+        for byte in bytes {
+            guard byte >= 48 && byte <= 57 else { break }
+            value = value &* 10 &+ UInt64(byte - 48)
+            digits += 1
+        }
+        return digits > 0 ? value : nil
+    }
+
+    /// State (field 3) and stime (field 15) of a stat line, counted after the command's last ')'.
+    static func stateAndSystemTicks(_ bytes: UnsafeRawBufferPointer) -> (UInt8, UInt64)? {
+        var close = -1
+        for index in stride(from: bytes.count - 1, through: 0, by: -1) where bytes[index] == UInt8(ascii: ")") {
+            close = index
+            break
+        }
+        guard close >= 0 else { return nil }
+        var field = 2
+        var index = close + 1
+        var state: UInt8 = 0
+        while index < bytes.count {
+            while index < bytes.count && bytes[index] == 32 { index += 1 }
+            field += 1
+            let start = index
+            while index < bytes.count && bytes[index] != 32 && bytes[index] != 10 { index += 1 }
+            if field == 3, start < bytes.count { state = bytes[start] }
+            if field == 15 {
+                return firstNumber(UnsafeRawBufferPointer(rebasing: bytes[start..<index])).map { (state, $0) }
+            }
+        }
+        return nil
+    }
+
+    /// Nanoseconds per stat clock tick.
+    public static let nanosecondsPerTick: UInt64 = {
+        let hz = scalene_clock_ticks_per_second()
+        return hz > 0 ? 1_000_000_000 / UInt64(hz) : 10_000_000
+    }()
+}
