@@ -1,0 +1,97 @@
+/// Memory and copy volume on one line (or summed for a function), from the agent's samples.
+public struct MemoryLine: Sendable, Equatable {
+    /// MB of net allocation sampled here (malloc samples): Scalene's `n_malloc_mb`.
+    public var allocatedMB: Double = 0
+    /// Of `allocatedMB`, the MB that came through Python's allocator.
+    public var pythonMB: Double = 0
+    /// Number of malloc samples.
+    public var mallocSamples = 0
+    /// MB of net freeing sampled here (free samples).
+    public var freedMB: Double = 0
+    /// The line's running footprint (allocated minus freed here), its peak, and its timeline.
+    public var currentMB: Double = 0
+    public var peakMB: Double = 0
+    public var timeline: [TimelinePoint] = []
+    /// MB copied by memcpy/memmove from this line.
+    public var copiedMB: Double = 0
+    /// Sampled allocations made here, and how many of them were freed later.
+    public var trackedAllocations = 0
+    public var trackedFrees = 0
+    public var function: FunctionID?
+
+    public init() {}
+
+    /// Share of the allocation made by Python's allocator (0–1).
+    public var pythonFraction: Double { allocatedMB > 0 ? min(1, pythonMB / allocatedMB) : 0 }
+
+    /// Mean MB per malloc sample.
+    public var averageMB: Double { mallocSamples > 0 ? allocatedMB / Double(mallocSamples) : 0 }
+}
+
+/// A point of a memory timeline: nanoseconds since the profile started, MB.
+public struct TimelinePoint: Sendable, Equatable {
+    public var nanoseconds: UInt64
+    public var megabytes: Double
+
+    public init(nanoseconds: UInt64, megabytes: Double) {
+        self.nanoseconds = nanoseconds
+        self.megabytes = megabytes
+    }
+}
+
+/// A line that allocates memory it does not free while the footprint grows.
+public struct LeakSuspect: Sendable, Equatable {
+    public var line: SourceLine
+    /// Laplace's rule of succession over the line's sampled allocations: 1 - (frees + 1) / (allocations + 2).
+    public var likelihood: Double
+    /// MB per second the line's footprint grew.
+    public var velocityMBPerSecond: Double
+
+    public init(line: SourceLine, likelihood: Double, velocityMBPerSecond: Double) {
+        self.line = line
+        self.likelihood = likelihood
+        self.velocityMBPerSecond = velocityMBPerSecond
+    }
+}
+
+/// Statistics of the injected agent's session.
+public struct AgentStatistics: Sendable, Equatable {
+    public var hookedSlots = 0
+    public var hookedObjects = 0
+    public var pythonAllocatorHooked = false
+    public var droppedSamples = 0
+    public var untrackedFrees = 0
+    public var injectionSeconds = 0.0
+    public var detachSeconds = 0.0
+    /// The safe point used to inject ("allocator entry", "blocked in nanosleep", ...).
+    public var safePoint = ""
+
+    public init() {}
+}
+
+/// The memory side of a profile.
+public struct MemoryProfile: Sendable, Equatable {
+    public var lines: [SourceLine: MemoryLine] = [:]
+    /// Net footprint since attach (MB) over time, at most 100 points.
+    public var footprint: [TimelinePoint] = []
+    public var peakFootprintMB: Double = 0
+    /// The line whose sample reached the peak, and the Python share of allocation at that moment.
+    public var peakLine: SourceLine?
+    public var peakPythonFraction: Double = 0
+    public var currentFootprintMB: Double = 0
+    /// MB allocated (malloc samples) in total, and by threads without any Python frame.
+    public var totalAllocatedMB: Double = 0
+    public var nativeBucketMB: Double = 0
+    public var copiedMB: Double = 0
+    public var mallocSamples = 0
+    public var freeSamples = 0
+    public var copySamples = 0
+    /// 100 × net footprint change / total allocated (Scalene's growth_rate).
+    public var growthRate: Double = 0
+    public var leaks: [LeakSuspect] = []
+    public var window: UInt64 = 0
+    public var copyWindow: UInt64 = 0
+    public var agent = AgentStatistics()
+
+    public init() {}
+}

@@ -1,0 +1,248 @@
+import CPythonLayouts
+
+/// A place in the source: where time and memory land.
+public struct SourceLine: Hashable, Sendable, Comparable {
+    public var file: String
+    public var line: Int
+
+    public init(file: String, line: Int) {
+        self.file = file
+        self.line = line
+    }
+
+    public static func < (a: SourceLine, b: SourceLine) -> Bool { (a.file, a.line) < (b.file, b.line) }
+}
+
+/// A function, identified as Python identifies it.
+public struct FunctionID: Hashable, Sendable, Comparable {
+    public var file: String
+    /// Qualified name where the version has one (3.11+), else the plain name.
+    public var name: String
+    public var firstLine: Int
+
+    public init(file: String, name: String, firstLine: Int) {
+        self.file = file
+        self.name = name
+        self.firstLine = firstLine
+    }
+
+    public static func < (a: FunctionID, b: FunctionID) -> Bool {
+        (a.file, a.firstLine, a.name) < (b.file, b.firstLine, b.name)
+    }
+}
+
+/// One frame of a sampled stack (for flame graphs).
+public struct StackFrame: Hashable, Sendable {
+    public var file: String
+    public var function: String
+    public var line: Int
+
+    public init(file: String, function: String, line: Int) {
+        self.file = file
+        self.function = function
+        self.line = line
+    }
+}
+
+/// Time in one flame-graph stack.
+public struct StackTime: Sendable, Equatable {
+    public var time = TimeSplit.zero
+    public var samples = 0
+
+    public init() {}
+
+    public static func += (lhs: inout StackTime, rhs: StackTime) {
+        lhs.time += rhs.time
+        lhs.samples += rhs.samples
+    }
+}
+
+/// Time on one line, for one thread or summed.
+public struct LineTime: Sendable, Equatable {
+    public var time: TimeSplit = .zero
+    /// CPU seconds (user + kernel) on the line: with `time.total`, the core utilisation.
+    public var cpu: Double = 0
+    public var samples: Int = 0
+    /// Seconds since the start at which samples landed here (a bounded, evenly thinned record).
+    public var sampleTimes: [Double] = []
+    /// The function the line belongs to (its innermost profiled frame's code object).
+    public var function: FunctionID?
+
+    public init() {}
+
+    mutating func merge(_ other: LineTime) {
+        time += other.time
+        cpu += other.cpu
+        samples += other.samples
+        sampleTimes = Reservoir.merged(sampleTimes, other.sampleTimes)
+        if function == nil { function = other.function }
+    }
+}
+
+/// Keeps a bounded, time-ordered record of sample times by thinning evenly.
+enum Reservoir {
+    static let capacity = 100
+
+    static func add(_ value: Double, to list: inout [Double], count: Int) {
+        // Keep every k-th sample, k doubling whenever the list fills: an even spread over the run.
+        let stride = max(1, count / capacity + 1)
+        if count % stride == 0 {
+            list.append(value)
+            if list.count > capacity { list = list.enumerated().filter { $0.offset % 2 == 0 }.map(\.element) }
+        }
+    }
+
+    static func merged(_ a: [Double], _ b: [Double]) -> [Double] {
+        var all = (a + b).sorted()
+        while all.count > capacity { all = all.enumerated().filter { $0.offset % 2 == 0 }.map(\.element) }
+        return all
+    }
+}
+
+/// Everything recorded for one thread.
+public struct ThreadProfile: Sendable {
+    public var tid: Int32?
+    public var name: String?
+    public var samples = 0
+    /// Samples at which the thread was running (state R).
+    public var runningSamples = 0
+    /// Samples at which the thread held the GIL.
+    public var gilSamples = 0
+    public var wallSeconds = 0.0
+    public var cpuSeconds = 0.0
+    public var lines: [SourceLine: LineTime] = [:]
+    public var functions: [FunctionID: TimeSplit] = [:]
+    /// Time whose innermost frames were all outside profiled files (or had no Python frame).
+    public var outside = TimeSplit.zero
+    /// Flame-graph stacks (outermost first) with the time spent in them.
+    public var stacks: [[StackFrame]: StackTime] = [:]
+    /// Speedscope's sampled timeline: stack index into `stackOrder` and seconds per sample.
+    public var timeline: [(stack: Int, weight: Double)] = []
+    public var stackOrder: [[StackFrame]] = []
+
+    public init(tid: Int32?, name: String?) {
+        self.tid = tid
+        self.name = name
+    }
+
+    /// Blocked for the whole run: never seen running and (almost) no CPU time.
+    public var isIdle: Bool { runningSamples == 0 && cpuSeconds < max(0.001, 0.001 * wallSeconds) }
+
+    public var total: TimeSplit {
+        lines.values.reduce(outside) { $0 + $1.time }
+    }
+}
+
+/// Why recording stopped.
+public enum ProfileEnd: Sendable, Equatable {
+    case interrupted(signal: Int32)
+    case durationElapsed
+    case targetExited
+}
+
+/// Counters describing the sampler's own behaviour.
+public struct SamplerStatistics: Sendable, Equatable {
+    public var requestedRate: Double = 0
+    public var ticks = 0
+    public var lateTicks = 0
+    /// Ticks at which the thread list could not be read (torn or changing); nothing was attributed.
+    public var failedTicks = 0
+    /// Thread stacks that were incomplete (a frame could not be read) at some tick.
+    public var incompleteStacks = 0
+    /// Seconds the sampler itself spent on a CPU (getrusage of its own thread).
+    public var samplerCPUSeconds = 0.0
+
+    public init() {}
+}
+
+/// A finished (or in-progress) profile: data only. Report writers are functions of it.
+public struct Profile: Sendable {
+    public var pid: Int32
+    public var pythonVersion: PythonVersion
+    /// argv of the target (from /proc/PID/cmdline).
+    public var arguments: [String]
+    /// The profiled program's main script, when it can be told from argv.
+    public var program: String?
+    /// Epoch seconds and CLOCK_MONOTONIC seconds at the start.
+    public var startEpoch: Double
+    public var startMonotonic: Double
+    public var elapsed: Double
+    public var threads: [ThreadProfile]
+    public var filter: FileFilter
+    public var includeIdle: Bool
+    public var statistics: SamplerStatistics
+    public var end: ProfileEnd
+    public var memory: MemoryProfile?
+
+    public init(pid: Int32, pythonVersion: PythonVersion, arguments: [String], program: String?, startEpoch: Double,
+                startMonotonic: Double, elapsed: Double, threads: [ThreadProfile], filter: FileFilter,
+                includeIdle: Bool, statistics: SamplerStatistics, end: ProfileEnd, memory: MemoryProfile? = nil) {
+        self.pid = pid
+        self.pythonVersion = pythonVersion
+        self.arguments = arguments
+        self.program = program
+        self.startEpoch = startEpoch
+        self.startMonotonic = startMonotonic
+        self.elapsed = elapsed
+        self.threads = threads
+        self.filter = filter
+        self.includeIdle = includeIdle
+        self.statistics = statistics
+        self.end = end
+        self.memory = memory
+    }
+
+    /// The threads reports include: all but the idle ones unless `includeIdle`.
+    public var reportedThreads: [ThreadProfile] {
+        includeIdle ? threads : threads.filter { !$0.isIdle }
+    }
+
+    /// Threads left out as idle.
+    public var idleThreads: [ThreadProfile] {
+        includeIdle ? [] : threads.filter(\.isIdle)
+    }
+
+    /// Time of every reported thread: the denominator of every percentage.
+    public var totalTime: TimeSplit {
+        reportedThreads.reduce(TimeSplit.zero) { $0 + $1.total }
+    }
+
+    /// Per-line time summed over reported threads.
+    public var lines: [SourceLine: LineTime] {
+        var result = [SourceLine: LineTime]()
+        for thread in reportedThreads {
+            for (key, value) in thread.lines { result[key, default: LineTime()].merge(value) }
+        }
+        return result
+    }
+
+    /// Per-function time summed over reported threads.
+    public var functions: [FunctionID: TimeSplit] {
+        var result = [FunctionID: TimeSplit]()
+        for thread in reportedThreads {
+            for (key, value) in thread.functions { result[key, default: .zero] += value }
+        }
+        return result
+    }
+
+    /// Time outside profiled files, summed over reported threads.
+    public var outside: TimeSplit {
+        reportedThreads.reduce(TimeSplit.zero) { $0 + $1.outside }
+    }
+
+    /// Flame-graph stacks summed over reported threads.
+    public var stacks: [[StackFrame]: StackTime] {
+        var result = [[StackFrame]: StackTime]()
+        for thread in reportedThreads {
+            for (key, value) in thread.stacks { result[key, default: StackTime()] += value }
+        }
+        return result
+    }
+
+    /// Every profiled file with data, sorted.
+    public var files: [String] {
+        var set = Set(lines.keys.map(\.file))
+        if let memory { set.formUnion(memory.lines.keys.map(\.file)) }
+        return set.sorted()
+    }
+}

@@ -1,0 +1,306 @@
+import CPythonLayouts
+import CScaleneSys
+import PythonInspector
+import RemoteProcess
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What to record.
+public struct SamplerOptions: Sendable {
+    /// Samples per second.
+    public var rate: Double = 100
+    public var filter = FileFilter()
+    /// Keep threads that were blocked for the whole run.
+    public var includeIdle = false
+    /// Keep a per-sample timeline of stacks (speedscope) besides the aggregated stacks.
+    public var recordTimeline = false
+    /// Kernel thread ids never profiled (the agent's own thread).
+    public var excludedThreads: Set<Int32> = []
+
+    public init() {}
+}
+
+/// Live figures for a status line.
+public struct SamplerStatus: Sendable {
+    public var elapsed: Double
+    public var ticks: Int
+    public var effectiveRate: Double
+    public var lateTicks: Int
+    public var failedTicks: Int
+}
+
+/// Samples a running interpreter on a jittered schedule and attributes every interval of every
+/// thread as Python, native or system time on the innermost line of a profiled file. Never stops
+/// the target. Not thread-safe: one sampler per thread.
+public final class Sampler {
+    public let target: PythonTarget
+    public var options: SamplerOptions
+    private let observer: InterpreterObserver<RemoteMemory>
+    private let names: ThreadNameReader<RemoteMemory>
+    private let table: LocationTable
+    private var tracks: [Int32: ThreadTrack] = [:]
+    private var finished: [ThreadProfile] = []
+    private var statistics = SamplerStatistics()
+    private var threadNames: [UInt64: String] = [:]
+    private var lastNameRead: UInt64 = 0
+    private var lastRevalidation: UInt64 = 0
+    private var schedule: SamplingSchedule
+    public let startMonotonic: UInt64
+    public let startEpoch: Double
+    private var lastTick: UInt64
+    private var samplerCPUStart: Double
+
+    /// Per-thread state between ticks.
+    final class ThreadTrack {
+        let clock: ThreadClock
+        var profile: ThreadProfile
+        var lastTime: UInt64
+        var lastCPU: UInt64
+        var lastSystemTicks: UInt64
+        /// Kernel seconds reported by stat but not yet charged (stat counts whole ticks).
+        var kernelDebt: Double = 0
+        /// CPU seconds reported by schedstat but not yet charged: the kernel folds a running
+        /// thread's time into schedstat only at scheduler ticks, so one interval can show more CPU
+        /// than wall time and the next one less. Carrying the excess keeps the total exact.
+        var cpuDebt: Double = 0
+        var last: Endpoint
+        var lastStack: Int?
+        var lastSeenTick: Int
+        var pthreadID: UInt64
+        /// Per-location accumulation (indices into the location table), folded into `profile` on demand.
+        var lineTime: [Int: LineTime] = [:]
+        var stackTime: [Int: StackTime] = [:]
+
+        init(clock: ThreadClock, profile: ThreadProfile, time: UInt64, reading: ThreadClock.Reading, endpoint: Endpoint,
+             stack: Int?, tick: Int, pthreadID: UInt64) {
+            self.clock = clock
+            self.profile = profile
+            lastTime = time
+            lastCPU = reading.cpuNanoseconds
+            lastSystemTicks = reading.systemTicks
+            last = endpoint
+            lastStack = stack
+            lastSeenTick = tick
+            self.pthreadID = pthreadID
+        }
+    }
+
+    public init(target: PythonTarget, options: SamplerOptions) {
+        self.target = target
+        self.options = options
+        observer = InterpreterObserver(memory: target.memory, layout: target.layout, opcodes: target.opcodes,
+                                       runtimeAddress: target.runtimeAddress, codeType: target.codeTypeAddress,
+                                       maximumDepth: 512)
+        names = ThreadNameReader(memory: target.memory, layout: target.layout)
+        table = LocationTable(filter: options.filter,
+                              workingDirectory: try? ProcFiles.linkTarget("/proc/\(target.pid)/cwd"))
+        startMonotonic = scalene_monotonic_ns()
+        startEpoch = Double(scalene_realtime_ns()) / 1e9
+        lastTick = startMonotonic
+        schedule = SamplingSchedule(rateHz: options.rate, start: startMonotonic, seed: startMonotonic ^ 0x5ca1e)
+        samplerCPUStart = Self.threadCPUSeconds()
+        statistics.requestedRate = options.rate
+    }
+
+    /// The stack reader's code objects resolved (for the memory side, which resolves the agent's
+    /// raw frames with the same cache).
+    public var stackReader: StackReader<RemoteMemory> { observer.stacks }
+
+    /// Samples until `stop` returns a reason. `everyTick` runs after each sample (memory channel,
+    /// heartbeat); `status` about twice a second.
+    public func run(stop: (UInt64) -> ProfileEnd?, everyTick: (UInt64) -> Void = { _ in },
+                    status: (SamplerStatus) -> Void = { _ in }) -> ProfileEnd {
+        _ = scalene_set_timer_slack_ns(1000)
+        var lastStatus: UInt64 = 0
+        var deadline = scalene_monotonic_ns()
+        while true {
+            let now = scalene_monotonic_ns()
+            if let end = stop(now) { return end }
+            if !tick(now: now) {
+                if !target.process.isAlive { return .targetExited }
+            }
+            everyTick(now)
+            if now - lastStatus > 500_000_000 {
+                lastStatus = now
+                status(currentStatus(now: now))
+            }
+            deadline = schedule.next(after: scalene_monotonic_ns())
+            while scalene_monotonic_ns() < deadline {
+                let rc = scalene_sleep_until(deadline)
+                if rc == EINTR, stop(scalene_monotonic_ns()) != nil { break }
+                if rc != EINTR && rc != 0 { break }
+            }
+        }
+    }
+
+    func currentStatus(now: UInt64) -> SamplerStatus {
+        let elapsed = Double(now - startMonotonic) / 1e9
+        return SamplerStatus(elapsed: elapsed, ticks: statistics.ticks,
+                             effectiveRate: elapsed > 0 ? Double(statistics.ticks) / elapsed : 0,
+                             lateTicks: schedule.lateTicks, failedTicks: statistics.failedTicks)
+    }
+
+    /// Takes one sample of every thread. Returns false when nothing could be read.
+    @discardableResult
+    public func tick(now: UInt64) -> Bool {
+        statistics.ticks += 1
+        lastTick = now
+        let observations: [ThreadObservation]
+        do {
+            observations = try observer.observe(taskIDs: Set((try? target.process.threadIDs()) ?? []))
+        } catch {
+            statistics.failedTicks += 1
+            return false
+        }
+        if now - lastNameRead > 2_000_000_000 || observations.contains(where: { threadNames[$0.pthreadID] == nil && $0.tid != nil && tracks[$0.tid!] == nil }) {
+            lastNameRead = now
+            if let interpreter = try? observer.mainInterpreter() {
+                if let fresh = names.names(interpreter: interpreter) { threadNames = fresh }
+            }
+        }
+        if now - lastRevalidation > 1_000_000_000 {
+            lastRevalidation = now
+            observer.stacks.revalidateCache()
+        }
+        let sinceStart = Double(now - startMonotonic) / 1e9
+        for observation in observations {
+            guard let tid = observation.tid, !options.excludedThreads.contains(tid) else { continue }
+            if observation.walk.incomplete { statistics.incompleteStacks += 1 }
+            let location = table.innermostProfiled(observation.frames)
+            let stack = observation.frames.isEmpty ? nil : table.stack(observation.frames)
+            if let track = tracks[tid], track.pthreadID == observation.pthreadID {
+                guard let reading = track.clock.read() else { continue }
+                let endpoint = Endpoint(location: location, running: reading.isRunning,
+                                        native: Self.isNative(observation, running: reading.isRunning))
+                attribute(track, reading: reading, endpoint: endpoint, stack: stack, now: now, sinceStart: sinceStart,
+                          observation: observation)
+                if let name = threadNames[observation.pthreadID] { track.profile.name = name }
+            } else {
+                if let old = tracks[tid] { retire(old) }
+                guard let clock = ThreadClock(pid: target.pid, tid: tid), let reading = clock.read() else { continue }
+                let endpoint = Endpoint(location: location, running: reading.isRunning,
+                                        native: Self.isNative(observation, running: reading.isRunning))
+                tracks[tid] = ThreadTrack(clock: clock, profile: ThreadProfile(tid: tid, name: threadNames[observation.pthreadID]),
+                                          time: now, reading: reading, endpoint: endpoint, stack: stack,
+                                          tick: statistics.ticks, pthreadID: observation.pthreadID)
+            }
+        }
+        // Threads gone from the interpreter for a few ticks have ended.
+        for (tid, track) in tracks where statistics.ticks - track.lastSeenTick > 3 {
+            retire(track)
+            tracks[tid] = nil
+        }
+        return true
+    }
+
+    /// User time at this observation counts as native when the innermost frame is inside a call,
+    /// or when the thread runs without holding the GIL.
+    static func isNative(_ observation: ThreadObservation, running: Bool) -> Bool {
+        if observation.instructionClass == .call { return true }
+        return running && !observation.holdsGIL
+    }
+
+    private func attribute(_ track: ThreadTrack, reading: ThreadClock.Reading, endpoint: Endpoint, stack: Int?,
+                           now: UInt64, sinceStart: Double, observation: ThreadObservation) {
+        let wall = Double(now &- track.lastTime) / 1e9
+        let cpuNanoseconds = reading.cpuNanoseconds >= track.lastCPU ? reading.cpuNanoseconds - track.lastCPU : 0
+        track.cpuDebt += Double(cpuNanoseconds) / 1e9
+        let cpu = min(track.cpuDebt, wall)
+        track.cpuDebt -= cpu
+        if reading.systemTicks > track.lastSystemTicks {
+            track.kernelDebt += Double((reading.systemTicks - track.lastSystemTicks) * ThreadClock.nanosecondsPerTick) / 1e9
+        }
+        let kernel = min(track.kernelDebt, cpu)
+        track.kernelDebt -= kernel
+        let shares = Attribution.split(earlier: track.last, later: endpoint, wall: wall, cpu: cpu, kernel: kernel)
+        for share in shares {
+            let time = share.fromEarlier ? sinceStart - wall : sinceStart
+            if let location = share.location {
+                var line = track.lineTime[location] ?? LineTime()
+                line.time += share.split
+                line.cpu += share.cpu
+                line.samples += 1
+                Reservoir.add(time, to: &line.sampleTimes, count: line.samples)
+                track.lineTime[location] = line
+            } else {
+                track.profile.outside += share.split
+            }
+            if let stackIndex = share.fromEarlier ? track.lastStack : stack {
+                track.stackTime[stackIndex, default: StackTime()].time += share.split
+                track.stackTime[stackIndex, default: StackTime()].samples += 1
+                if options.recordTimeline && track.profile.timeline.count < 2_000_000 {
+                    track.profile.timeline.append((stackIndex, share.split.total))
+                }
+            }
+        }
+        track.profile.samples += 1
+        if reading.isRunning { track.profile.runningSamples += 1 }
+        if observation.holdsGIL { track.profile.gilSamples += 1 }
+        track.profile.wallSeconds += wall
+        track.profile.cpuSeconds += cpu
+        track.lastTime = now
+        track.lastCPU = reading.cpuNanoseconds
+        track.lastSystemTicks = reading.systemTicks
+        track.last = endpoint
+        track.lastStack = stack
+        track.lastSeenTick = statistics.ticks
+    }
+
+    private func retire(_ track: ThreadTrack) {
+        finished.append(fold(track))
+    }
+
+    /// The thread's accumulated data with location indices turned into source lines.
+    private func fold(_ track: ThreadTrack) -> ThreadProfile {
+        var profile = track.profile
+        for (location, time) in track.lineTime {
+            var line = time
+            line.function = table.lineFunctions[location]
+            profile.lines[table.lines[location], default: LineTime()].merge(line)
+            profile.functions[table.lineFunctions[location], default: .zero] += time.time
+        }
+        for (index, time) in track.stackTime {
+            profile.stacks[table.stacks[index], default: StackTime()] += time
+        }
+        profile.stackOrder = table.stacks
+        return profile
+    }
+
+    /// Everything recorded so far.
+    public func profile(end: ProfileEnd, now: UInt64 = scalene_monotonic_ns()) -> Profile {
+        var stats = statistics
+        stats.lateTicks = schedule.lateTicks
+        stats.samplerCPUSeconds = Self.threadCPUSeconds() - samplerCPUStart
+        let threads = finished + tracks.values.sorted { ($0.profile.tid ?? 0) < ($1.profile.tid ?? 0) }.map(fold)
+        let arguments = target.process.commandLine()
+        var program = Self.program(from: arguments)
+        if let relative = program, relative.hasSuffix(".py"), !relative.hasPrefix("/"), let cwd = table.workingDirectory {
+            program = cwd + "/" + relative
+        }
+        return Profile(pid: target.pid, pythonVersion: target.version, arguments: arguments,
+                       program: program, startEpoch: startEpoch,
+                       startMonotonic: Double(startMonotonic) / 1e9, elapsed: Double(max(now, lastTick) - startMonotonic) / 1e9,
+                       threads: threads, filter: options.filter, includeIdle: options.includeIdle, statistics: stats,
+                       end: end)
+    }
+
+    /// The script in a Python command line: the first argument after the interpreter that is not an option.
+    static func program(from arguments: [String]) -> String? {
+        var index = 1
+        while index < arguments.count {
+            let argument = arguments[index]
+            if argument == "-c" { return nil }
+            if argument == "-m" { return index + 1 < arguments.count ? arguments[index + 1] : nil }
+            if argument.hasPrefix("-") { index += 1; continue }
+            return argument
+        }
+        return nil
+    }
+
+    static func threadCPUSeconds() -> Double {
+        var ts = timespec()
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts)
+        return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+    }
+}

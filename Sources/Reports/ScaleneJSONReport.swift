@@ -1,0 +1,184 @@
+import Foundation
+import Profiler
+
+/// Writes a profile in Scalene's JSON format (validated by `scalene.scalene_json.ScaleneJSONSchema`
+/// and rendered by `scalene view`). Fields for mechanisms we do not have (GPU, async) carry their
+/// neutral values.
+public struct ScaleneJSONReport {
+    public var profile: Profile
+    public var sources: SourceFiles
+    public var reduced = false
+
+    public init(profile: Profile, sources: SourceFiles, reduced: Bool = false) {
+        self.profile = profile
+        self.sources = sources
+        self.reduced = reduced
+    }
+
+    public func render() -> Data {
+        let object = document()
+        return (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data("{}".utf8)
+    }
+
+    func document() -> [String: Any] {
+        let total = profile.totalTime.total
+        let memory = profile.memory
+        let program = profile.program ?? profile.arguments.first ?? ""
+        let entrypoint = (program as NSString).deletingLastPathComponent
+        var files = [String: Any]()
+        let lines = profile.lines
+        let functions = profile.functions
+        for file in profile.files {
+            files[file] = fileDetail(file, lines: lines, functions: functions, total: total)
+        }
+        var document: [String: Any] = [
+            "alloc_samples": (memory?.mallocSamples ?? 0) + (memory?.freeSamples ?? 0),
+            "args": Array(profile.arguments.dropFirst()),
+            "async_profile": false,
+            "elapsed_time_sec": max(0, profile.elapsed),
+            "start_time_absolute": max(0, profile.startEpoch),
+            "start_time_perf": max(0, profile.startMonotonic),
+            "entrypoint_dir": entrypoint,
+            "filename": program,
+            "program": program,
+            "files": files,
+            "gpu": false,
+            "gpu_device": "",
+            "growth_rate": memory?.growthRate ?? 0,
+            "max_footprint_mb": max(0, memory?.peakFootprintMB ?? 0),
+            "max_footprint_python_fraction": max(0, memory?.peakPythonFraction ?? 0),
+            "max_footprint_fname": memory?.peakLine?.file as Any? ?? NSNull(),
+            "max_footprint_lineno": (memory?.peakLine.map { max(1, $0.line) }) as Any? ?? NSNull(),
+            "memory": memory != nil,
+            "samples": (memory?.footprint ?? []).map { [Double($0.nanoseconds), max(0, $0.megabytes)] },
+            "stacks": stacks(total: total),
+            "native_allocations_mb": max(0, memory?.nativeBucketMB ?? 0),
+            "memory_stacks": [Any](),
+            "combined_stacks": [Any](),
+            "combined_stacks_timeline": [Any](),
+        ]
+        document["main_thread_id"] = Int(profile.pid)
+        return document
+    }
+
+    func fileDetail(_ file: String, lines: [SourceLine: LineTime], functions: [FunctionID: TimeSplit],
+                    total: Double) -> [String: Any] {
+        let source = sources.lines(of: file)
+        let regions = SourceRegions(lines: source)
+        let memoryLines = profile.memory?.lines ?? [:]
+        let fileLines = lines.filter { $0.key.file == file }
+        let known = Set(fileLines.keys.map(\.line)).union(memoryLines.keys.filter { $0.file == file }.map(\.line))
+        let count = max(source.count, known.max() ?? 0)
+        var details = [[String: Any]]()
+        for number in 1...max(1, count) {
+            let key = SourceLine(file: file, line: number)
+            let time = fileLines[key]
+            let memory = memoryLines[key]
+            if reduced && time == nil && memory == nil { continue }
+            var detail = metrics(time: time?.time, cpu: time?.cpu ?? 0, sampleTimes: time?.sampleTimes ?? [],
+                                 memory: memory, total: total)
+            detail["line"] = escape(number <= source.count ? source[number - 1] + "\n" : "\n")
+            detail["lineno"] = number
+            let region = regions.region(of: number)
+            let loop = regions.outermostLoop(of: number)
+            let function = regions.function(of: number)
+            detail["start_region_line"] = max(1, region.start)
+            detail["end_region_line"] = max(1, region.end)
+            detail["start_outermost_loop"] = max(1, loop.start)
+            detail["end_outermost_loop"] = max(1, loop.end)
+            detail["start_function_line"] = max(0, function.start)
+            detail["end_function_line"] = max(0, function.end)
+            details.append(detail)
+        }
+        var functionDetails = [[String: Any]]()
+        for (function, time) in functions.filter({ $0.key.file == file }).sorted(by: { $0.key < $1.key }) {
+            var memory: MemoryLine?
+            for (_, line) in memoryLines where line.function == function {
+                var sum = memory ?? MemoryLine()
+                sum.allocatedMB += line.allocatedMB
+                sum.pythonMB += line.pythonMB
+                sum.mallocSamples += line.mallocSamples
+                sum.peakMB += line.peakMB
+                sum.copiedMB += line.copiedMB
+                memory = sum
+            }
+            let cpu = fileLines.values.filter { $0.function == function }.reduce(0.0) { $0 + $1.cpu }
+            var detail = metrics(time: time, cpu: cpu, sampleTimes: [], memory: memory, total: total)
+            detail["line"] = function.name
+            detail["lineno"] = max(1, function.firstLine)
+            functionDetails.append(detail)
+        }
+        var leaks = [String: Any]()
+        for leak in profile.memory?.leaks ?? [] where leak.line.file == file {
+            leaks[String(leak.line.line)] = ["likelihood": max(0, leak.likelihood),
+                                             "velocity_mb_s": max(0, leak.velocityMBPerSecond)]
+        }
+        let fileTime = fileLines.values.reduce(0.0) { $0 + $1.time.total }
+        return [
+            "functions": functionDetails,
+            "imports": [String](),
+            "leaks": leaks,
+            "lines": details,
+            "percent_cpu_time": total > 0 ? 100 * fileTime / total : 0,
+        ]
+    }
+
+    /// The metrics shared by lines and functions.
+    func metrics(time: TimeSplit?, cpu: Double, sampleTimes: [Double], memory: MemoryLine?, total: Double) -> [String: Any] {
+        let time = time ?? .zero
+        func share(_ value: Double) -> Double { total > 0 ? min(100, max(0, 100 * value / total)) : 0 }
+        var python = share(time.python)
+        var native = share(time.native)
+        var system = share(time.system)
+        // Rounding must never push the sum over 100 (the schema checks it).
+        let sum = python + native + system
+        if sum > 100 { python *= 100 / sum; native *= 100 / sum; system *= 100 / sum }
+        let totalAllocated = profile.memory?.totalAllocatedMB ?? 0
+        let memory = memory ?? MemoryLine()
+        let peak = max(0, memory.peakMB)
+        return [
+            "n_cpu_percent_python": python,
+            "n_cpu_percent_c": native,
+            "n_sys_percent": system,
+            "n_core_utilization": time.total > 0 ? min(1, max(0, cpu / time.total)) : 0,
+            "cpu_samples_list": sampleTimes,
+            "n_malloc_mb": max(0, memory.allocatedMB),
+            "n_mallocs": memory.mallocSamples,
+            "n_avg_mb": min(peak, max(0, memory.averageMB)),
+            "n_peak_mb": peak,
+            "n_growth_mb": peak,
+            "n_python_fraction": min(1, max(0, memory.pythonFraction)),
+            "n_usage_fraction": totalAllocated > 0 ? min(1, max(0, memory.allocatedMB / totalAllocated)) : 0,
+            "memory_samples": memory.timeline.map { [Double($0.nanoseconds), max(0, $0.megabytes)] },
+            "n_copy_mb_s": profile.elapsed > 0 ? max(0, memory.copiedMB / profile.elapsed) : 0,
+            "n_gpu_percent": 0,
+            "n_gpu_avg_memory_mb": 0,
+            "n_gpu_peak_memory_mb": 0,
+            "n_async_await_percent": 0,
+            "n_async_concurrency_mean": 0,
+            "n_async_concurrency_peak": 0,
+            "async_task_names": [String](),
+            "is_coroutine": false,
+        ]
+    }
+
+    /// Scalene's "stacks": frames as "file function:line;", outermost first, with time shares.
+    func stacks(total: Double) -> [[Any]] {
+        profile.stacks.sorted { $0.value.time.total > $1.value.time.total }.prefix(2000).map { stack, value in
+            let frames = stack.map { "\($0.file) \($0.function):\($0.line);" }
+            let stats: [String: Any] = [
+                "count": value.samples,
+                "python_time": total > 0 ? value.time.python / total : 0,
+                "c_time": total > 0 ? value.time.native / total : 0,
+                "cpu_samples": total > 0 ? (value.time.python + value.time.native) / total : 0,
+            ]
+            return [frames, stats]
+        }
+    }
+
+    /// Scalene's viewer expects these characters escaped in source lines (it unescapes them).
+    func escape(_ line: String) -> String {
+        line.replacingOccurrences(of: "&", with: "\\u0026").replacingOccurrences(of: "<", with: "\\u003c")
+            .replacingOccurrences(of: ">", with: "\\u003e")
+    }
+}

@@ -1,0 +1,210 @@
+import Foundation
+import Profiler
+
+/// The terminal report, modelled on Scalene's: per file a header, then per line
+/// `Line │ Python │ native │ system │ [Mem Py │ peak │ timeline │ Copy MB/s │] source`,
+/// then per-function summaries. Fits 100 columns.
+public struct TableReport {
+    public var profile: Profile
+    public var sources: SourceFiles
+    /// Hide lines under 1% of time and 1 MB of memory; runs of hidden lines show as "...".
+    public var reduced = false
+    /// Add a per-thread breakdown.
+    public var perThread = false
+    public var width = 100
+
+    public init(profile: Profile, sources: SourceFiles, reduced: Bool = false, perThread: Bool = false) {
+        self.profile = profile
+        self.sources = sources
+        self.reduced = reduced
+        self.perThread = perThread
+    }
+
+    var hasMemory: Bool { profile.memory != nil }
+
+    public func render() -> String {
+        var out = header()
+        let total = profile.totalTime.total
+        let lines = profile.lines
+        let functions = profile.functions
+        let memoryLines = profile.memory?.lines ?? [:]
+        for file in profile.files {
+            let fileLines = lines.filter { $0.key.file == file }
+            let fileTime = fileLines.values.reduce(0.0) { $0 + $1.time.total }
+            let fileMemory = memoryLines.filter { $0.key.file == file }
+            out += "\n" + clip("\(file): \(percent(fileTime, of: total)) of time (\(seconds(fileTime)) of \(seconds(total)))") + "\n"
+            out += columnHeader(last: "source") + "\n"
+            let source = sources.lines(of: file)
+            let numbers = Set(fileLines.keys.map(\.line)).union(fileMemory.keys.map(\.line))
+            let lastLine = max(source.count, numbers.max() ?? 0)
+            var hidden = false
+            for number in 1...max(1, lastLine) {
+                let key = SourceLine(file: file, line: number)
+                let time = fileLines[key]
+                let memory = fileMemory[key]
+                if reduced && !isSignificant(time, memory, total: total) {
+                    if !hidden { out += "   ...\n" }
+                    hidden = true
+                    continue
+                }
+                hidden = false
+                let text = number <= source.count ? source[number - 1] : ""
+                out += row(label: String(number), time: time?.time, memory: memory, total: total, text: text) + "\n"
+            }
+            let fileFunctions = functions.filter { $0.key.file == file }.sorted { $0.key < $1.key }
+            if !fileFunctions.isEmpty {
+                out += "\n" + columnHeader(last: "function summary") + "\n"
+                for (function, time) in fileFunctions where !reduced || time.total / max(total, 1e-12) >= 0.01 {
+                    out += row(label: String(function.firstLine), time: time, memory: functionMemory(function), total: total,
+                               text: function.name) + "\n"
+                }
+            }
+            if let leaks = profile.memory?.leaks.filter({ $0.line.file == file }), !leaks.isEmpty {
+                for leak in leaks {
+                    out += clip(String(format: "Possible memory leak: line %d (likelihood %.0f%%, velocity %.2f MB/s)",
+                                       leak.line.line, leak.likelihood * 100, leak.velocityMBPerSecond)) + "\n"
+                }
+            }
+        }
+        if perThread { out += threadBreakdown(total: total) }
+        out += footer(total: total)
+        return out
+    }
+
+    func header() -> String {
+        var lines = [String]()
+        let program = profile.program ?? profile.arguments.joined(separator: " ")
+        lines.append(clip("scalene-attach: pid \(profile.pid) · Python \(profile.pythonVersion) · \(program)"))
+        let stats = profile.statistics
+        let rate = profile.elapsed > 0 ? Double(stats.ticks) / profile.elapsed : 0
+        lines.append(clip(String(format: "%.2f s profiled · %d samples at %.1f Hz (requested %.0f Hz)", profile.elapsed,
+                                 stats.ticks, rate, stats.requestedRate)))
+        if let memory = profile.memory {
+            var text = String(format: "memory: peak %.1f MB", memory.peakFootprintMB)
+            if let peak = memory.peakLine { text += " at \(shortName(peak.file)):\(peak.line)" }
+            text += String(format: " · %.1f MB allocated, %.0f%% by Python · growth %.1f%%", memory.totalAllocatedMB,
+                           memory.totalAllocatedMB > 0 ? 100 * (memory.lines.values.reduce(0) { $0 + $1.pythonMB }) / memory.totalAllocatedMB : 0,
+                           memory.growthRate)
+            lines.append(clip(text))
+        }
+        switch profile.end {
+        case .targetExited: lines.append("the process exited; this is what was collected until then")
+        default: break
+        }
+        return lines.joined(separator: "\n") + "\n"
+    }
+
+    func columnHeader(last: String) -> String {
+        var text = " Line │ Python │ native │ system │"
+        if hasMemory { text += " Mem Py │   peak │ timeline     │ Copy MB/s │" }
+        return clip(text + " " + last)
+    }
+
+    func row(label: String, time: TimeSplit?, memory: MemoryLine?, total: Double, text: String) -> String {
+        var out = pad(label, 5) + " │"
+        out += pad(cell(time?.python, total), 7) + " │"
+        out += pad(cell(time?.native, total), 7) + " │"
+        out += pad(cell(time?.system, total), 7) + " │"
+        if hasMemory {
+            if let memory, memory.allocatedMB > 0 || memory.peakMB > 0 || memory.copiedMB > 0 {
+                out += pad(memory.allocatedMB > 0 ? String(format: "%.0f%%", memory.pythonFraction * 100) : "", 7) + " │"
+                out += pad(memory.peakMB >= 0.05 ? megabytes(memory.peakMB) : "", 7) + " │"
+                let spark = Sparkline.render(memory.timeline.map(\.megabytes), width: 8)
+                let share = (profile.memory?.totalAllocatedMB ?? 0) > 0
+                    ? String(format: "%3.0f%%", 100 * memory.allocatedMB / (profile.memory?.totalAllocatedMB ?? 1)) : ""
+                out += " " + padRight(spark, 8) + " " + pad(share, 4) + " │"
+                let rate = profile.elapsed > 0 ? memory.copiedMB / profile.elapsed : 0
+                out += pad(rate >= 0.005 ? String(format: "%.2f", rate) : "", 10) + " │"
+            } else {
+                out += "        │        │              │           │"
+            }
+        }
+        return clip(out + " " + text)
+    }
+
+    func functionMemory(_ function: FunctionID) -> MemoryLine? {
+        guard let memory = profile.memory else { return nil }
+        var sum = MemoryLine()
+        var found = false
+        for (_, line) in memory.lines where line.function == function {
+            found = true
+            sum.allocatedMB += line.allocatedMB
+            sum.pythonMB += line.pythonMB
+            sum.peakMB += line.peakMB
+            sum.copiedMB += line.copiedMB
+        }
+        return found ? sum : nil
+    }
+
+    func isSignificant(_ time: LineTime?, _ memory: MemoryLine?, total: Double) -> Bool {
+        if let time, total > 0, time.time.total / total >= 0.01 { return true }
+        if let memory, memory.allocatedMB >= 1 || memory.copiedMB >= 1 { return true }
+        return false
+    }
+
+    func threadBreakdown(total: Double) -> String {
+        var out = "\nthreads\n"
+        out += "   tid │ Python │ native │ system │  GIL │ name\n"
+        for thread in profile.threads.sorted(by: { ($0.tid ?? 0) < ($1.tid ?? 0) }) {
+            let time = thread.total
+            let gil = thread.samples > 0 ? Double(thread.gilSamples) / Double(thread.samples) : 0
+            var name = thread.name ?? ""
+            if thread.isIdle { name += profile.includeIdle ? " (idle)" : " (idle, not in the totals)" }
+            out += pad(thread.tid.map(String.init) ?? "?", 6) + " │" + pad(cell(time.python, total), 7) + " │"
+                + pad(cell(time.native, total), 7) + " │" + pad(cell(time.system, total), 7) + " │"
+                + pad(String(format: "%.0f%%", gil * 100), 5) + " │ " + name + "\n"
+        }
+        return out
+    }
+
+    func footer(total: Double) -> String {
+        var notes = [String]()
+        let outside = profile.outside.total
+        if total > 0 && outside / total >= 0.001 {
+            notes.append("\(percent(outside, of: total)) of the time was outside profiled files"
+                         + (profile.filter.profileAll ? "" : " (--profile-all includes libraries)"))
+        }
+        let idle = profile.idleThreads.count
+        if idle > 0 { notes.append("\(idle) thread(s) blocked for the whole run are not counted (--include-idle)") }
+        let stats = profile.statistics
+        if stats.lateTicks > 0 || stats.failedTicks > 0 {
+            notes.append("\(stats.lateTicks) late tick(s), \(stats.failedTicks) unreadable sample(s)")
+        }
+        if let agent = profile.memory?.agent, agent.droppedSamples > 0 {
+            notes.append("\(agent.droppedSamples) memory sample(s) dropped (ring full)")
+        }
+        return notes.isEmpty ? "" : "\n" + notes.map { clip($0) }.joined(separator: "\n") + "\n"
+    }
+
+    // MARK: formatting
+
+    func cell(_ value: Double?, _ total: Double) -> String {
+        guard let value, total > 0 else { return "" }
+        let share = value / total * 100
+        return share >= 0.05 ? String(format: "%.1f%%", share) : ""
+    }
+
+    func percent(_ value: Double, of total: Double) -> String {
+        total > 0 ? String(format: "%.1f%%", value / total * 100) : "0.0%"
+    }
+
+    func seconds(_ value: Double) -> String { String(format: "%.2f s", value) }
+
+    func megabytes(_ value: Double) -> String {
+        value >= 100 ? String(format: "%.0fM", value) : String(format: "%.1fM", value)
+    }
+
+    func shortName(_ path: String) -> String { path.split(separator: "/").last.map(String.init) ?? path }
+
+    func pad(_ text: String, _ width: Int) -> String {
+        text.count >= width ? text : String(repeating: " ", count: width - text.count) + text
+    }
+
+    func padRight(_ text: String, _ width: Int) -> String {
+        text.count >= width ? text : text + String(repeating: " ", count: width - text.count)
+    }
+
+    func clip(_ text: String) -> String {
+        text.count <= width ? text : String(text.prefix(width - 1)) + "…"
+    }
+}

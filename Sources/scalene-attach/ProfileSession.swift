@@ -1,0 +1,67 @@
+import CScaleneSys
+import Foundation
+import Profiler
+import PythonInspector
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One recording: samples the target until Ctrl-C, --duration or its exit, shows a live status
+/// line, writes periodic snapshots, and writes the reports at the end.
+struct ProfileSession {
+    var target: PythonTarget
+    var options: ProfileOptions
+    /// Whether we launched the target (run) rather than attached to it.
+    var launched: Bool
+
+    /// Records and reports. Returns the exit status.
+    func record() -> ExitStatus {
+        scalene_install_stop_handlers()
+        scalene_install_snapshot_handler()
+        let sampler = Sampler(target: target, options: options.samplerOptions)
+        let writer = OutputWriter(options: options)
+        let showStatus = !options.quiet && scalene_isatty(2) != 0
+        let durationNanoseconds = options.duration.map { UInt64($0 * 1e9) }
+        let snapshotNanoseconds = options.snapshotInterval.map { UInt64($0 * 1e9) }
+        var lastSnapshot = sampler.startMonotonic
+        var snapshotError: String?
+
+        let end = sampler.run(
+            stop: { now in
+                if scalene_stop_requested() != 0 { return .interrupted(signal: scalene_stop_signal()) }
+                if let durationNanoseconds, now - sampler.startMonotonic >= durationNanoseconds { return .durationElapsed }
+                return nil
+            },
+            everyTick: { now in
+                let due = snapshotNanoseconds.map { now - lastSnapshot >= $0 } ?? false
+                if due || scalene_take_snapshot_request() != 0 {
+                    lastSnapshot = now
+                    do { try writer.write(sampler.profile(end: .durationElapsed, now: now), final: false) }
+                    catch { snapshotError = "\(error)" }
+                }
+            },
+            status: { status in
+                guard showStatus else { return }
+                let line = String(format: "\r\u{1b}[K[scalene-attach] pid %d · %.1f s · %d samples · %.1f Hz · %d late · %d errors",
+                                  target.pid, status.elapsed, status.ticks, status.effectiveRate, status.lateTicks,
+                                  status.failedTicks)
+                line.withCString { _ = write(2, $0, strlen($0)) }
+            })
+        if showStatus { "\r\u{1b}[K".withCString { _ = write(2, $0, strlen($0)) } }
+        let profile = sampler.profile(end: end)
+        if let snapshotError { printError("scalene-attach: warning: a periodic snapshot failed: \(snapshotError)") }
+        do {
+            try writer.write(profile, final: true)
+        } catch let failure as Failure {
+            fail(failure)
+        } catch {
+            fail(Failure("cannot write the report: \(error)", .internalError))
+        }
+        if end == .targetExited && !launched {
+            printError(String(format: "scalene-attach: process %d exited after %.1f s; reported what was collected",
+                              target.pid, profile.elapsed))
+            return .processExited
+        }
+        return .success
+    }
+}

@@ -1,0 +1,35 @@
+import ArgumentParser
+import PythonInspector
+
+struct ProfileCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "profile",
+        abstract: "Profile a running CPython process (the default command).",
+        discussion: """
+        Samples the process (default 100 times a second) without stopping it, until Ctrl-C, \
+        --duration, or the process ends, then prints Scalene's per-line table: the share of all \
+        sampled time each line spent running Python bytecode (Python), in compiled code it called \
+        (native), and in the kernel or blocked (system). Time lands on the innermost frame that \
+        belongs to a profiled file: by default everything outside the standard library and \
+        installed packages.
+
+        Examples:
+          scalene-attach --pid 1234                       # until Ctrl-C, table on stdout
+          scalene-attach --pid 1234 --duration 30 --json profile.json
+          scalene-attach --pid 1234 --format collapsed --output stacks.txt
+          scalene-attach --pid 1234 --snapshot-interval 60 --json /var/tmp/app.json   # production
+        """
+    )
+
+    @Option(help: "The process id of a running CPython 3.8–3.13 process.")
+    var pid: Int32
+
+    @OptionGroup var options: ProfileOptions
+
+    func run() throws {
+        let target: PythonTarget
+        do { target = try PythonTarget(pid: pid) } catch { fail(Failure(error)) }
+        let status = ProfileSession(target: target, options: options, launched: false).record()
+        if status != .success { throw ExitCode(status.rawValue) }
+    }
+}

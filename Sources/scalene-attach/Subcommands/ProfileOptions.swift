@@ -1,0 +1,78 @@
+import ArgumentParser
+import Profiler
+
+/// Output formats of the main report.
+enum ReportFormat: String, ExpressibleByArgument, CaseIterable {
+    case table, json, collapsed, speedscope
+}
+
+/// Options shared by `scalene-attach --pid` and `scalene-attach run`.
+struct ProfileOptions: ParsableArguments {
+    @Option(help: ArgumentHelp("Samples per second (1–20000).", valueName: "hz"))
+    var rate: Double = 100
+
+    @Option(help: ArgumentHelp("Stop after this many seconds (default: until Ctrl-C or the process ends).",
+                               valueName: "seconds"))
+    var duration: Double?
+
+    @Option(help: ArgumentHelp("Also write the profile in Scalene's JSON format here (open it with `scalene view`).",
+                               valueName: "file"))
+    var json: String?
+
+    @Option(help: ArgumentHelp("Write the main report to this file instead of stdout.", valueName: "file"))
+    var output: String?
+
+    @Option(help: ArgumentHelp("Main report format: table (Scalene-style), json (Scalene's JSON), collapsed (folded stacks for flame graphs), speedscope.",
+                               valueName: "format"))
+    var format: ReportFormat = .table
+
+    @Flag(help: "Hide lines with under 1% of time and under 1 MB of memory.")
+    var reduced = false
+
+    @Flag(help: "Add a per-thread breakdown (time split, GIL share).")
+    var threads = false
+
+    @Flag(help: "No live status line while recording.")
+    var quiet = false
+
+    @Flag(help: "Profile every file, including the standard library and installed packages.")
+    var profileAll = false
+
+    @Option(help: ArgumentHelp("Profile only files whose path contains one of these comma-separated strings.",
+                               valueName: "a,b"))
+    var profileOnly: String = ""
+
+    @Option(help: ArgumentHelp("Do not profile files whose path contains one of these comma-separated strings.",
+                               valueName: "a,b"))
+    var profileExclude: String = ""
+
+    @Flag(help: "Keep threads that were blocked for the whole run (idle pool workers) in the report.")
+    var includeIdle = false
+
+    @Option(help: ArgumentHelp("Rewrite --output and --json every this many seconds while recording (atomically); SIGUSR1 also writes one.",
+                               valueName: "seconds"))
+    var snapshotInterval: Double?
+
+    func validate() throws {
+        guard rate >= 1 && rate <= 20000 else { throw ValidationError("--rate must be between 1 and 20000 Hz") }
+        if let duration, duration <= 0 { throw ValidationError("--duration must be positive") }
+        if let snapshotInterval, snapshotInterval < 0.1 { throw ValidationError("--snapshot-interval must be at least 0.1 s") }
+        if snapshotInterval != nil && output == nil && json == nil {
+            throw ValidationError("--snapshot-interval needs --output or --json to write to")
+        }
+    }
+
+    var filter: FileFilter {
+        FileFilter(profileAll: profileAll, only: profileOnly.split(separator: ",").map(String.init),
+                   exclude: profileExclude.split(separator: ",").map(String.init))
+    }
+
+    var samplerOptions: SamplerOptions {
+        var options = SamplerOptions()
+        options.rate = rate
+        options.filter = filter
+        options.includeIdle = includeIdle
+        options.recordTimeline = format == .speedscope
+        return options
+    }
+}

@@ -1,0 +1,85 @@
+import ArgumentParser
+import CScaleneSys
+import Foundation
+import PythonInspector
+#if canImport(Glibc)
+import Glibc
+#endif
+
+struct RunCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "run",
+        abstract: "Launch a Python program and profile it until it exits.",
+        discussion: """
+        Starts the command, attaches as soon as its interpreter is up, and reports when it exits \
+        (or on Ctrl-C). The program's own output goes to the terminal as usual; the report follows.
+
+        Example:
+          scalene-attach run --json profile.json -- python3 app.py --workers 4
+        """
+    )
+
+    @OptionGroup var options: ProfileOptions
+
+    @Argument(parsing: .captureForPassthrough, help: "The command to run: a Python interpreter and its arguments.")
+    var command: [String] = []
+
+    func validate() throws {
+        guard !command.drop(while: { $0 == "--" }).isEmpty else {
+            throw ValidationError("give the command to run after --, e.g. scalene-attach run -- python3 app.py")
+        }
+    }
+
+    func run() throws {
+        let argv = Array(command.drop(while: { $0 == "--" }))
+        let child = Process()
+        child.executableURL = URL(fileURLWithPath: Self.resolve(argv[0]))
+        child.arguments = Array(argv.dropFirst())
+        do { try child.run() } catch {
+            fail(Failure("cannot start \(argv[0]): \(error.localizedDescription)", .internalError))
+        }
+        let pid = child.processIdentifier
+        // Ctrl-C reaches the child too (same process group); we must survive it to report.
+        scalene_install_stop_handlers()
+        guard let target = Self.waitForInterpreter(pid: pid, child: child) else {
+            child.waitUntilExit()
+            fail(Failure("\(argv[0]) exited (status \(child.terminationStatus)) before its Python interpreter could be attached",
+                         .processExited))
+        }
+        _ = ProfileSession(target: target, options: options, launched: true).record()
+        if child.isRunning {
+            // Stopped by Ctrl-C or --duration: the program keeps running, as with --pid.
+            printError("scalene-attach: stopped profiling; process \(pid) is still running")
+        }
+    }
+
+    /// Polls until the child's interpreter can be read and has a thread with a frame.
+    static func waitForInterpreter(pid: Int32, child: Process) -> PythonTarget? {
+        let deadline = Date().addingTimeInterval(30)
+        var lastError: InspectError?
+        while child.isRunning && Date() < deadline {
+            do {
+                let target = try PythonTarget(pid: pid)
+                let snapshot = try StackDumper(target: target).snapshot()
+                if snapshot.threads.contains(where: { !$0.frames.isEmpty }) { return target }
+            } catch {
+                lastError = error
+                if case .notPython = error {} else if case .unsupportedVersion = error { fail(Failure(error)) }
+            }
+            if scalene_stop_requested() != 0 { return nil }
+            usleep(2000)
+        }
+        if child.isRunning, let lastError { fail(Failure(lastError)) }
+        return nil
+    }
+
+    /// The executable for a command name: a path as given, else the first match on $PATH.
+    static func resolve(_ name: String) -> String {
+        if name.contains("/") { return name }
+        for directory in (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin").split(separator: ":") {
+            let candidate = "\(directory)/\(name)"
+            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+        }
+        return name
+    }
+}

@@ -1,0 +1,192 @@
+import Foundation
+import Testing
+
+/// Runs `python3 fixtures/cpu/accuracy.py` on a profile and a fixture's truth log.
+struct AccuracyReport: Decodable {
+    struct Line: Decodable {
+        var line: Int
+        var truth: [String: Double]
+        var measured: [String: Double]
+        var error: [String: Double]
+    }
+
+    var lines: [String: Line]
+    var max_error: Double
+
+    static func compute(profile: String, log: String, fixture: String, threads: Int) throws -> AccuracyReport {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["python3", Package.fixture("cpu/accuracy.py"), profile, log, fixture, String(threads)]
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        try process.run()
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return try JSONDecoder().decode(AccuracyReport.self, from: data)
+    }
+
+    var summary: String {
+        lines.sorted { $0.value.line < $1.value.line }.map { name, line in
+            "\(name): " + ["python", "native", "system"].map {
+                String(format: "%@ %+.1f", $0, line.error[$0] ?? 0)
+            }.joined(separator: " ")
+        }.joined(separator: "; ")
+    }
+}
+
+/// A temporary directory removed at the end of a test.
+final class TemporaryDirectory {
+    let path: String
+
+    init() throws {
+        path = NSTemporaryDirectory() + "scalene-attach-test-" + UUID().uuidString
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+    }
+
+    deinit { try? FileManager.default.removeItem(atPath: path) }
+
+    func file(_ name: String) -> String { path + "/" + name }
+}
+
+/// The CPU profiler against fixtures that measure their own truth, on every installed CPython.
+/// Serialized: concurrent profiles would compete for the machine's two cores.
+@Suite("CPU profile accuracy", .serialized)
+struct CPUAccuracyTests {
+    static let bound = 10.0
+
+    func profileAndCompare(python: Interpreter, fixture name: String, threads: Int) throws -> AccuracyReport {
+        let directory = try TemporaryDirectory()
+        let script = Package.fixture("cpu/\(name)")
+        let log = directory.file("truth.log")
+        let json = directory.file("profile.json")
+        let fixture = try FixtureProcess(python: python.path, script: script, arguments: [log])
+        defer { fixture.kill() }
+        let result = try runTool(["--pid", String(fixture.pid), "--duration", "3", "--rate", "200", "--json", json,
+                                  "--quiet", "--threads"])
+        #expect(result.status == 0, "stderr: \(result.stderr)")
+        // The fixture flushes its truth at the end of each cycle (well under half a second).
+        usleep(600_000)
+        #expect(fixture.isRunningUnstopped)
+        let report = try AccuracyReport.compute(profile: json, log: log, fixture: script, threads: threads)
+        print("\(python) \(name): max error \(String(format: "%.2f", report.max_error)) points; \(report.summary)")
+        return report
+    }
+
+    @Test("one thread: three Python lines, a native call, a sleep", arguments: Interpreters.installed)
+    func phases(python: Interpreter) throws {
+        let report = try profileAndCompare(python: python, fixture: "phases.py", threads: 1)
+        #expect(report.lines.count == 5)
+        #expect(report.max_error <= Self.bound, "\(report.summary)")
+        // Each line's main kind of time is really there (the comparison above is only meaningful if
+        // the fixture did its work), and the profiler found most of it.
+        for (name, kind) in [("python-a", "python"), ("python-b", "python"), ("python-c", "python"),
+                             ("native", "native"), ("sleep", "system")] {
+            let truth = report.lines[name]?.truth[kind] ?? 0
+            let measured = report.lines[name]?.measured[kind] ?? 0
+            #expect(truth > 1 && measured > truth / 2, "\(name): \(kind) \(measured) vs truth \(truth)")
+        }
+    }
+
+    @Test("three threads: Python-bound, native-bound, sleeping; idle main thread left out",
+          arguments: Interpreters.installed)
+    func threads(python: Interpreter) throws {
+        let report = try profileAndCompare(python: python, fixture: "threads.py", threads: 3)
+        #expect(report.lines.count == 3)
+        #expect(report.max_error <= Self.bound, "\(report.summary)")
+    }
+}
+
+/// Command-line behaviour of profiling: run mode, a target that exits, report formats.
+@Suite("profile command")
+struct ProfileCommandTests {
+    var python: Interpreter { Interpreters.installed.first { $0.minor == 12 } ?? Interpreters.installed[0] }
+
+    @Test("run: launch a program and profile it to its exit")
+    func runMode() throws {
+        let directory = try TemporaryDirectory()
+        let json = directory.file("run.json")
+        let script = Package.fixture("cpu/short_program.py")
+        let result = try runTool(["run", "--json", json, "--quiet", "--", python.path, script, "1.5"])
+        #expect(result.status == 0, "stderr: \(result.stderr)")
+        #expect(result.stdout.contains("READY"), "the program's own output goes through")
+        let marks = try markers(in: script)
+        #expect(result.stdout.contains(String(format: "%5d │", marks["short-work"]!)), "\(result.stdout)")
+        let profile = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: json))) as? [String: Any]
+        let files = profile?["files"] as? [String: Any]
+        #expect(files?[script] != nil, "profile has the script: \(files?.keys.sorted() ?? [])")
+    }
+
+    @Test("a target that exits mid-profile: report what was collected, say so, exit 6")
+    func targetExits() throws {
+        let directory = try TemporaryDirectory()
+        let json = directory.file("exit.json")
+        let fixture = try FixtureProcess(python: python.path, script: Package.fixture("cpu/short_program.py"),
+                                         arguments: ["1.0"])
+        defer { fixture.kill() }
+        let result = try runTool(["--pid", String(fixture.pid), "--duration", "10", "--json", json, "--quiet"])
+        #expect(result.status == 6)
+        #expect(result.stderr.contains("exited") && result.stderr.contains("reported what was collected"))
+        #expect(result.stdout.contains("the process exited"))
+        #expect(FileManager.default.fileExists(atPath: json))
+    }
+
+    @Test("collapsed stacks and speedscope are well-formed")
+    func flameGraphFormats() throws {
+        let directory = try TemporaryDirectory()
+        let fixture = try FixtureProcess(python: python.path, script: Package.fixture("dump/busy_loop.py"))
+        defer { fixture.kill() }
+        let collapsed = directory.file("stacks.txt")
+        let speedscope = directory.file("profile.speedscope.json")
+        let first = try runTool(["--pid", String(fixture.pid), "--duration", "1", "--format", "collapsed", "--output",
+                                 collapsed, "--quiet"])
+        #expect(first.status == 0, "\(first.stderr)")
+        let text = try String(contentsOfFile: collapsed, encoding: .utf8)
+        let lines = text.split(separator: "\n")
+        #expect(!lines.isEmpty)
+        for line in lines {
+            let parts = line.split(separator: " ")
+            #expect(parts.count == 2 && Int(parts[1]) != nil, "\(line)")
+            #expect(parts[0].split(separator: ";").allSatisfy { $0.split(separator: ":").count >= 3 })
+        }
+        #expect(text.contains("busy_loop.py:spin:"))
+        let second = try runTool(["--pid", String(fixture.pid), "--duration", "1", "--format", "speedscope", "--output",
+                                  speedscope, "--quiet"])
+        #expect(second.status == 0)
+        let document = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: speedscope)))
+            as? [String: Any])
+        let frames = try #require((document["shared"] as? [String: Any])?["frames"] as? [[String: Any]])
+        let profiles = try #require(document["profiles"] as? [[String: Any]])
+        #expect(profiles.count == 2, "one sampled profile per busy thread")
+        for profile in profiles {
+            #expect(profile["type"] as? String == "sampled")
+            let samples = try #require(profile["samples"] as? [[Int]])
+            let weights = try #require(profile["weights"] as? [Double])
+            #expect(samples.count == weights.count && !samples.isEmpty)
+            #expect(samples.allSatisfy { $0.allSatisfy { $0 >= 0 && $0 < frames.count } })
+        }
+    }
+
+    @Test("periodic snapshots are written while recording")
+    func snapshots() throws {
+        let directory = try TemporaryDirectory()
+        let json = directory.file("snap.json")
+        let fixture = try FixtureProcess(python: python.path, script: Package.fixture("dump/busy_loop.py"))
+        defer { fixture.kill() }
+        let tool = Process()
+        tool.executableURL = URL(fileURLWithPath: Package.tool)
+        tool.arguments = ["--pid", String(fixture.pid), "--json", json, "--snapshot-interval", "0.5", "--quiet",
+                          "--output", directory.file("table.txt")]
+        try tool.run()
+        defer { if tool.isRunning { kill(tool.processIdentifier, SIGKILL) } }
+        usleep(1_500_000)
+        #expect(FileManager.default.fileExists(atPath: json), "a snapshot exists before the run ends")
+        let early = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: json))) as? [String: Any]
+        #expect((early?["elapsed_time_sec"] as? Double ?? 0) > 0.3)
+        kill(tool.processIdentifier, SIGINT)
+        tool.waitUntilExit()
+        #expect(tool.terminationStatus == 0)
+        let final = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: json))) as? [String: Any]
+        #expect((final?["elapsed_time_sec"] as? Double ?? 0) >= (early?["elapsed_time_sec"] as? Double ?? 0))
+        #expect(fixture.isRunningUnstopped, "Ctrl-C ends profiling, never the target")
+    }
+}
