@@ -70,6 +70,8 @@ enum scalene_sample_kind {
     SCALENE_SAMPLE_COPY = 3,         // bytes copied by memcpy/memmove crossed the copy window
     SCALENE_SAMPLE_SAMPLED_FREE = 4, // the allocation that triggered an earlier MALLOC sample was freed
 };
+// A sample's frames are those of the thread that allocated, freed or copied (for SAMPLED_FREE: the
+// thread that freed). frame_count 0 means the thread has no Python thread state (native bucket).
 
 struct scalene_raw_frame {
     uint64_t code;   // address of the code object
@@ -81,8 +83,10 @@ struct scalene_sample {
     uint32_t kind;            // enum scalene_sample_kind
     uint32_t tid;             // kernel thread id
     uint64_t timestamp_ns;    // CLOCK_MONOTONIC
-    uint64_t bytes;           // net bytes allocated (MALLOC), freed (FREE), copied (COPY)
-    uint64_t python_bytes;    // of the bytes allocated since the previous sample, those from Python's allocator
+    uint64_t bytes;           // net bytes allocated (MALLOC), freed (FREE), copied (COPY); SAMPLED_FREE:
+                              // size of the freed block (0 if unknown)
+    uint64_t python_bytes;    // of the bytes allocated since the previous MALLOC/FREE sample of this thread,
+                              // those from Python's allocator (set on MALLOC and FREE samples)
     uint64_t native_bytes;    // ... and those from native code (malloc and friends)
     uint64_t pointer;         // MALLOC: the allocation that crossed the window; SAMPLED_FREE: that pointer
     uint32_t frame_count;     // 0: the thread has no Python frame (native bucket)
@@ -99,7 +103,9 @@ struct scalene_channel {
     struct scalene_agent_config config;
 
     // Attacher -> agent.
-    uint64_t heartbeat_ns;        // attacher's CLOCK_MONOTONIC at its last beat (atomic)
+    uint64_t heartbeat_ns;        // attacher's CLOCK_MONOTONIC at its last beat (atomic). The agent disarms
+                                  // (ORPHANED) when this value has not changed for heartbeat_timeout_ms
+                                  // (default 1500) by the agent's own clock, so beat well within it
     uint32_t command;             // enum scalene_agent_command (atomic)
     uint32_t reserved1;
 
@@ -116,7 +122,7 @@ struct scalene_channel {
     uint64_t untracked_frees;     // Python-allocator frees of blocks whose size was unknown (pre-attach pools)
     uint64_t pool_table_full;     // small-object pools not tracked because the pool table was full
     uint64_t leak_table_full;     // sampled allocations not tracked for leaks because the table was full
-    char message[SCALENE_MESSAGE_SIZE]; // NUL-terminated reason when FAILED or a note when ORPHANED
+    char message[SCALENE_MESSAGE_SIZE]; // NUL-terminated reason when FAILED, or a note (ARMED, DETACHED, ORPHANED)
     uint8_t reserved2[64];
 };
 
