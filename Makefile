@@ -13,7 +13,9 @@ DEB_PACKAGES := libelf-dev libunwind-dev libpython3-dev
 BIN_DIR       = $(shell $(SWIFT) build -c $(CONFIG) --show-bin-path 2>/dev/null)
 AGENT        := build/libscalene_agent.so
 
-.PHONY: all deps build agent test unit demo bench layouts clean
+SCALENE_VENV := .venv-scalene
+
+.PHONY: all deps build agent test-deps test demo bench layouts clean
 
 all: build
 
@@ -38,8 +40,15 @@ build: deps agent
 	cp $(AGENT) "$(BIN_DIR)/libscalene_agent.so"
 	@echo "built $(BIN_DIR)/scalene-attach"
 
+# Scalene itself (from PyPI), to check that its model validates and its viewer renders our JSON.
+test-deps:
+	@if [ ! -x $(SCALENE_VENV)/bin/scalene ]; then \
+	  echo "Installing scalene from PyPI into $(SCALENE_VENV)"; \
+	  python3 -m venv $(SCALENE_VENV) && $(SCALENE_VENV)/bin/pip install -q --disable-pip-version-check scalene; \
+	fi
+
 # Unit and integration tests in one release build (the sampler is measured at release speed).
-test: build
+test: build test-deps
 	$(SWIFT) build -c $(CONFIG) --build-tests
 	cp $(AGENT) "$(BIN_DIR)/libscalene_agent.so"
 	SCALENE_ATTACH_BIN="$(BIN_DIR)/scalene-attach" $(SWIFT) test -c $(CONFIG) --skip-build

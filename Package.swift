@@ -22,7 +22,7 @@ let package = Package(
         .target(name: "CPythonLayouts"),
         .target(name: "PythonInspector", dependencies: ["RemoteProcess", "ELFSymbols", "CPythonLayouts"]),
         .target(name: "Profiler", dependencies: ["RemoteProcess", "PythonInspector", "CScaleneSys"]),
-        .target(name: "Injector", dependencies: ["RemoteProcess", "ELFSymbols", "PythonInspector", "CAgentProtocol", "CScaleneSys"]),
+        .target(name: "Injector", dependencies: ["RemoteProcess", "ELFSymbols", "PythonInspector", "Profiler", "CAgentProtocol", "CScaleneSys"]),
         .target(name: "Reports", dependencies: ["Profiler", "PythonInspector"]),
         .executableTarget(
             name: "scalene-attach",

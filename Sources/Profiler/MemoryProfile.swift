@@ -61,8 +61,13 @@ public struct AgentStatistics: Sendable, Equatable {
     public var pythonAllocatorHooked = false
     public var droppedSamples = 0
     public var untrackedFrees = 0
+    /// From the start of injection to the agent's library being loaded and its thread started.
     public var injectionSeconds = 0.0
+    /// From the start of injection to the hooks being installed.
+    public var armedSeconds = 0.0
     public var detachSeconds = 0.0
+    /// The agent confirmed that every hook was restored.
+    public var detachedCleanly = false
     /// The safe point used to inject ("allocator entry", "blocked in nanosleep", ...).
     public var safePoint = ""
 

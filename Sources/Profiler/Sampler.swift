@@ -141,6 +141,18 @@ public final class Sampler {
                              lateTicks: schedule.lateTicks, failedTicks: statistics.failedTicks)
     }
 
+    /// Where the agent's raw frames (innermost first) land: resolved with the same code-object cache
+    /// and file filter as the CPU samples.
+    public func memoryLocation(of frames: [RawFrame]) -> MemoryLocation {
+        guard !frames.isEmpty else { return .native }
+        var resolved = [ResolvedFrame]()
+        for raw in frames {
+            if let frame = observer.stacks.resolve(raw) { resolved.append(frame) }
+        }
+        guard let location = table.innermostProfiled(resolved) else { return .outside }
+        return .line(table.lines[location], table.lineFunctions[location])
+    }
+
     /// Takes one sample of every thread. Returns false when nothing could be read.
     @discardableResult
     public func tick(now: UInt64) -> Bool {

@@ -122,9 +122,14 @@ public struct TargetProcess: Sendable {
     }
 
     /// The real user id the process runs as.
-    public func userID() -> UInt32? {
+    public func userID() -> UInt32? { statusNumber("Uid:") }
+
+    /// The real group id the process runs as.
+    public func groupID() -> UInt32? { statusNumber("Gid:") }
+
+    private func statusNumber(_ field: String) -> UInt32? {
         guard let text = try? ProcFiles.text("/proc/\(pid)/status") else { return nil }
-        for line in text.split(separator: "\n") where line.hasPrefix("Uid:") {
+        for line in text.split(separator: "\n") where line.hasPrefix(field) {
             return line.split(whereSeparator: { $0 == "\t" || $0 == " " }).dropFirst().first.flatMap { UInt32($0) }
         }
         return nil

@@ -80,7 +80,7 @@ public final class ThreadStopper {
 
     /// Waits until `tid` reports a ptrace stop. A signal-delivery stop is remembered and the wait goes
     /// on (PTRACE_INTERRUPT's own stop still follows).
-    func waitForStop(_ tid: Int32, timeoutNanoseconds: UInt64) throws(TraceError) {
+    public func waitForStop(_ tid: Int32, timeoutNanoseconds: UInt64) throws(TraceError) {
         let deadline = scalene_monotonic_ns() + timeoutNanoseconds
         var status: Int32 = 0
         while true {
@@ -109,6 +109,27 @@ public final class ThreadStopper {
             if scalene_monotonic_ns() > deadline { throw .timedOut(pid: pid, tid: tid) }
             usleep(50)
         }
+    }
+
+    /// Resumes one thread and stops tracing it, re-delivering a signal that arrived while it was
+    /// stopped. The thread must be in a ptrace stop.
+    public func release(_ tid: Int32) {
+        guard let signal = seized[tid] else { return }
+        if scalene_ptrace_detach(tid, signal) != 0 && errno != ESRCH {
+            _ = scalene_ptrace_interrupt(tid)
+            try? waitForStop(tid, timeoutNanoseconds: 500_000_000)
+            _ = scalene_ptrace_detach(tid, seized[tid] ?? signal)
+        }
+        seized[tid] = nil
+        if seized.isEmpty && signalsBlocked {
+            scalene_block_stop_signals(0)
+            signalsBlocked = false
+        }
+    }
+
+    /// Remembers a signal that arrived for `tid` while we held it, to re-deliver on release.
+    public func deferSignal(_ signal: Int32, for tid: Int32) {
+        if seized[tid] != nil { seized[tid] = signal }
     }
 
     /// Resumes every seized thread, re-delivering signals that arrived while it was stopped.

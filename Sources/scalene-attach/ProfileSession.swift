@@ -1,5 +1,6 @@
 import CScaleneSys
 import Foundation
+import Injector
 import Profiler
 import PythonInspector
 #if canImport(Glibc)
@@ -14,12 +15,41 @@ struct ProfileSession {
     /// Whether we launched the target (run) rather than attached to it.
     var launched: Bool
 
+    /// Injects the memory agent unless --cpu-only. A failure leaves the target untouched and the
+    /// profile goes on with CPU only, saying why.
+    func startMemorySession(sampler: Sampler) -> MemorySession? {
+        guard !options.cpuOnly else { return nil }
+        let located = MemorySession.locateAgent()
+        guard let path = located.path else {
+            printError("scalene-attach: warning: memory profiling unavailable: agent library not found (looked in "
+                       + located.searched.joined(separator: ", ") + "); profiling CPU only")
+            return nil
+        }
+        var memoryOptions = MemorySession.Options(agentPath: path)
+        memoryOptions.window = ProfileOptions.byteCount(options.memoryWindow) ?? memoryOptions.window
+        memoryOptions.copyWindow = ProfileOptions.byteCount(options.copyWindow) ?? memoryOptions.copyWindow
+        do {
+            return try MemorySession(target: target, sampler: sampler, options: memoryOptions)
+        } catch {
+            printError("scalene-attach: warning: memory profiling unavailable: \(InjectFailure.describe(error)); "
+                       + "profiling CPU only (--cpu-only skips the attempt)")
+            return nil
+        }
+    }
+
     /// Records and reports. Returns the exit status.
     func record() -> ExitStatus {
         scalene_install_stop_handlers()
         scalene_install_snapshot_handler()
         let sampler = Sampler(target: target, options: options.samplerOptions)
+        let memory = startMemorySession(sampler: sampler)
+        defer { memory?.detach() }
         let writer = OutputWriter(options: options)
+        func currentProfile(end: ProfileEnd, now: UInt64) -> Profile {
+            var profile = sampler.profile(end: end, now: now)
+            profile.memory = memory?.profile(elapsed: profile.elapsed)
+            return profile
+        }
         let showStatus = !options.quiet && scalene_isatty(2) != 0
         let durationNanoseconds = options.duration.map { UInt64($0 * 1e9) }
         let snapshotNanoseconds = options.snapshotInterval.map { UInt64($0 * 1e9) }
@@ -33,10 +63,11 @@ struct ProfileSession {
                 return nil
             },
             everyTick: { now in
+                memory?.poll()
                 let due = snapshotNanoseconds.map { now - lastSnapshot >= $0 } ?? false
                 if due || scalene_take_snapshot_request() != 0 {
                     lastSnapshot = now
-                    do { try writer.write(sampler.profile(end: .durationElapsed, now: now), final: false) }
+                    do { try writer.write(currentProfile(end: .durationElapsed, now: now), final: false) }
                     catch { snapshotError = "\(error)" }
                 }
             },
@@ -48,7 +79,9 @@ struct ProfileSession {
                 line.withCString { _ = write(2, $0, strlen($0)) }
             })
         if showStatus { "\r\u{1b}[K".withCString { _ = write(2, $0, strlen($0)) } }
-        let profile = sampler.profile(end: end)
+        // Restore the target first: the report can wait, the hooks should not.
+        memory?.detach()
+        let profile = currentProfile(end: end, now: scalene_monotonic_ns())
         if let snapshotError { printError("scalene-attach: warning: a periodic snapshot failed: \(snapshotError)") }
         do {
             try writer.write(profile, final: true)
@@ -56,6 +89,9 @@ struct ProfileSession {
             fail(failure)
         } catch {
             fail(Failure("cannot write the report: \(error)", .internalError))
+        }
+        if let agent = profile.memory?.agent, memory != nil, !agent.detachedCleanly, end != .targetExited {
+            printError("scalene-attach: warning: the agent did not confirm its detach; it removes itself when it stops hearing from us")
         }
         if end == .targetExited && !launched {
             printError(String(format: "scalene-attach: process %d exited after %.1f s; reported what was collected",

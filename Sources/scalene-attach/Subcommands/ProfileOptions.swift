@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import Profiler
 
 /// Output formats of the main report.
@@ -49,6 +50,17 @@ struct ProfileOptions: ParsableArguments {
     @Flag(help: "Keep threads that were blocked for the whole run (idle pool workers) in the report.")
     var includeIdle = false
 
+    @Flag(help: "Profile CPU time only: do not inject the memory and copy agent into the process.")
+    var cpuOnly = false
+
+    @Option(help: ArgumentHelp("Net bytes allocated (or freed) per memory sample; suffixes K, M, G (default 1M).",
+                               valueName: "bytes"))
+    var memoryWindow: String = "1M"
+
+    @Option(help: ArgumentHelp("Bytes copied (memcpy/memmove) per copy sample; suffixes K, M, G (default 7M).",
+                               valueName: "bytes"))
+    var copyWindow: String = "7M"
+
     @Option(help: ArgumentHelp("Rewrite --output and --json every this many seconds while recording (atomically); SIGUSR1 also writes one.",
                                valueName: "seconds"))
     var snapshotInterval: Double?
@@ -57,9 +69,24 @@ struct ProfileOptions: ParsableArguments {
         guard rate >= 1 && rate <= 20000 else { throw ValidationError("--rate must be between 1 and 20000 Hz") }
         if let duration, duration <= 0 { throw ValidationError("--duration must be positive") }
         if let snapshotInterval, snapshotInterval < 0.1 { throw ValidationError("--snapshot-interval must be at least 0.1 s") }
+        for (name, value) in [("--memory-window", memoryWindow), ("--copy-window", copyWindow)] {
+            guard let bytes = Self.byteCount(value), bytes >= 4096 else {
+                throw ValidationError("\(name) must be a size of at least 4K, like 512K or 2M (got '\(value)')")
+            }
+        }
         if snapshotInterval != nil && output == nil && json == nil {
             throw ValidationError("--snapshot-interval needs --output or --json to write to")
         }
+    }
+
+    /// "1M" → 1048576; plain numbers are bytes.
+    static func byteCount(_ text: String) -> UInt64? {
+        let trimmed = text.trimmingCharacters(in: .whitespaces).uppercased()
+        let units: [Character: UInt64] = ["K": 1 << 10, "M": 1 << 20, "G": 1 << 30]
+        if let last = trimmed.last, let unit = units[last] {
+            return Double(trimmed.dropLast()).flatMap { $0 > 0 ? UInt64($0 * Double(unit)) : nil }
+        }
+        return UInt64(trimmed)
     }
 
     var filter: FileFilter {

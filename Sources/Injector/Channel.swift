@@ -1,0 +1,152 @@
+import CAgentProtocol
+import CScaleneSys
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One sample from the agent, copied out of the ring.
+public struct AgentSample: Sendable {
+    public enum Kind: UInt32, Sendable {
+        case malloc = 1, free = 2, copy = 3, sampledFree = 4
+    }
+
+    public var kind: Kind
+    public var tid: Int32
+    public var timestamp: UInt64
+    public var bytes: UInt64
+    public var pythonBytes: UInt64
+    public var nativeBytes: UInt64
+    public var pointer: UInt64
+    /// Innermost first, as (code object, raw instruction field).
+    public var frames: [(code: UInt64, instruction: UInt64)]
+}
+
+/// The shared-memory channel between us and the agent: a file in /dev/shm (mode 0600) holding the
+/// protocol header and a ring of samples. We create it, fill in the configuration, beat the
+/// heartbeat, read samples and ask the agent to detach.
+public final class Channel {
+    public let path: String
+    private let base: UnsafeMutableRawPointer
+    private let size: Int
+    private var header: UnsafeMutablePointer<scalene_channel> { base.assumingMemoryBound(to: scalene_channel.self) }
+    private let capacity: UInt64
+    private var stalledSince: (index: UInt64, time: UInt64)?
+    /// Samples skipped because their slot was reserved but never completed.
+    public private(set) var abandonedSlots = 0
+    private var unlinked = false
+
+    /// Creates the file and maps it. `owner` gives it to the target's user when we run as root
+    /// and the target does not, so that the agent can open it.
+    public init(targetPID: Int32, capacity: Int = 8192, config: scalene_agent_config, owner: (uid: UInt32, gid: UInt32)?)
+        throws(InjectError)
+    {
+        var random: UInt64 = 0
+        random = UInt64.random(in: 0..<UInt64.max)
+        path = "/dev/shm/scalene-attach.\(getpid()).\(targetPID).\(String(random, radix: 36))"
+        precondition(capacity > 0 && capacity & (capacity - 1) == 0, "capacity must be a power of two")
+        self.capacity = UInt64(capacity)
+        let headerSize = MemoryLayout<scalene_channel>.size
+        let recordSize = MemoryLayout<scalene_sample>.size
+        size = headerSize + capacity * recordSize
+        let fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw .channel(detail: "cannot create \(path): \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        if let owner, getuid() == 0, owner.uid != 0 { _ = fchown(fd, owner.uid, owner.gid) }
+        guard ftruncate(fd, off_t(size)) == 0,
+              let mapped = mmap(nil, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0), mapped != MAP_FAILED else {
+            let reason = String(cString: strerror(errno))
+            unlink(path)
+            throw .channel(detail: "cannot map \(path): \(reason)")
+        }
+        base = mapped
+        memset(base, 0, headerSize)
+        header.pointee.magic = SCALENE_CHANNEL_MAGIC
+        header.pointee.protocol_version = SCALENE_PROTOCOL_VERSION
+        header.pointee.header_size = UInt32(headerSize)
+        header.pointee.record_size = UInt32(recordSize)
+        header.pointee.capacity = UInt32(capacity)
+        header.pointee.config = config
+        beat()
+    }
+
+    deinit {
+        removeFile()
+        munmap(base, size)
+    }
+
+    /// Removes the file name (the agent keeps its mapping): nothing is left in /dev/shm even if we
+    /// are killed later.
+    public func removeFile() {
+        if !unlinked { unlink(path); unlinked = true }
+    }
+
+    /// Tells the agent we are alive. It disarms itself if this stops.
+    public func beat() {
+        scalene_store_u64(&header.pointee.heartbeat_ns, scalene_monotonic_ns())
+    }
+
+    public func requestDetach() {
+        scalene_store_u32(&header.pointee.command, UInt32(SCALENE_COMMAND_DETACH.rawValue))
+    }
+
+    public var state: scalene_agent_state { scalene_agent_state(rawValue: scalene_load_u32(&header.pointee.state)) }
+
+    public var message: String {
+        withUnsafeBytes(of: header.pointee.message) { raw in
+            String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+        }
+    }
+
+    public var agentThread: Int32 { Int32(truncatingIfNeeded: scalene_load_u64(&header.pointee.agent_tid)) }
+    public var dropped: UInt64 { scalene_load_u64(&header.pointee.dropped) }
+    public var hookedSlots: UInt64 { scalene_load_u64(&header.pointee.hooked_slots) }
+    public var hookedObjects: UInt64 { scalene_load_u64(&header.pointee.hooked_objects) }
+    public var pythonHooks: Bool { scalene_load_u64(&header.pointee.python_hooks) != 0 }
+    public var untrackedFrees: UInt64 { scalene_load_u64(&header.pointee.untracked_frees) }
+
+    /// Copies out every completed sample, in order, and frees their slots.
+    public func drain(into samples: inout [AgentSample]) {
+        let written = scalene_load_u64(&header.pointee.write_index)
+        var index = scalene_load_u64(&header.pointee.read_index)
+        let recordSize = Int(header.pointee.record_size)
+        let recordsBase = base + Int(header.pointee.header_size)
+        while index < written {
+            let record = (recordsBase + Int(index & (capacity - 1)) * recordSize).assumingMemoryBound(to: scalene_sample.self)
+            let sequence = scalene_load_u64(&record.pointee.sequence)
+            if sequence != index + 1 {
+                // Reserved but not complete yet. A writer that never completes (killed mid-write)
+                // must not block the ring forever: give it a second.
+                let now = scalene_monotonic_ns()
+                if let stalled = stalledSince, stalled.index == index {
+                    if now - stalled.time < 1_000_000_000 { break }
+                    abandonedSlots += 1
+                    stalledSince = nil
+                    index += 1
+                    scalene_store_u64(&header.pointee.read_index, index)
+                    continue
+                }
+                stalledSince = (index, now)
+                break
+            }
+            stalledSince = nil
+            if let sample = Self.copy(record) { samples.append(sample) }
+            index += 1
+            scalene_store_u64(&header.pointee.read_index, index)
+        }
+    }
+
+    static func copy(_ record: UnsafeMutablePointer<scalene_sample>) -> AgentSample? {
+        let raw = record.pointee
+        guard let kind = AgentSample.Kind(rawValue: raw.kind) else { return nil }
+        let count = min(Int(raw.frame_count), Int(SCALENE_MAX_FRAMES))
+        var frames = [(code: UInt64, instruction: UInt64)]()
+        frames.reserveCapacity(count)
+        withUnsafeBytes(of: raw.frames) { bytes in
+            let typed = bytes.bindMemory(to: scalene_raw_frame.self)
+            for index in 0..<count { frames.append((typed[index].code, typed[index].instr)) }
+        }
+        return AgentSample(kind: kind, tid: Int32(bitPattern: raw.tid), timestamp: raw.timestamp_ns, bytes: raw.bytes,
+                           pythonBytes: raw.python_bytes, nativeBytes: raw.native_bytes, pointer: raw.pointer,
+                           frames: frames)
+    }
+}

@@ -1,0 +1,18 @@
+/// Why the agent could not be injected or run. In every case the target was left as it was: every
+/// register and byte restored, every thread resumed.
+public enum InjectError: Error, Equatable, Sendable {
+    case agentNotFound(searched: [String])
+    case exited(pid: Int32)
+    case permissionDenied(pid: Int32)
+    /// No thread was at a point where loading a library is safe within the time allowed.
+    case noSafePoint(pid: Int32, waitedSeconds: Double)
+    /// The target's C library has no dlopen we can call.
+    case noDynamicLoader(pid: Int32)
+    case dlopenFailed(message: String)
+    /// A call made in the target did not return normally.
+    case remoteCallFailed(function: String, detail: String)
+    case channel(detail: String)
+    /// The agent loaded but reported that it could not arm, or did not arm in time.
+    case agentFailed(message: String)
+    case failed(detail: String)
+}
