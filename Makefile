@@ -47,8 +47,13 @@ test-deps:
 	  python3 -m venv $(SCALENE_VENV) && $(SCALENE_VENV)/bin/pip install -q --disable-pip-version-check scalene; \
 	fi
 
+# The native-allocation library the memory fixtures load with ctypes.
+build/fixtures/libnativealloc.so: fixtures/memory/native_alloc.c
+	@mkdir -p build/fixtures
+	$(CC) -shared -fPIC -O2 -fno-builtin -o $@ $<
+
 # Unit and integration tests in one release build (the sampler is measured at release speed).
-test: build test-deps
+test: build test-deps build/fixtures/libnativealloc.so
 	$(SWIFT) build -c $(CONFIG) --build-tests
 	cp $(AGENT) "$(BIN_DIR)/libscalene_agent.so"
 	SCALENE_ATTACH_BIN="$(BIN_DIR)/scalene-attach" $(SWIFT) test -c $(CONFIG) --skip-build

@@ -90,6 +90,7 @@ public struct AgentInjector {
             let start = try caller.call("dlsym", loader.dlsym, arguments: [.integer(handle), .string("scalene_agent_start")])
             guard start != 0 else { throw .dlopenFailed(message: "the agent has no scalene_agent_start") }
             let result = try caller.call("scalene_agent_start", start, arguments: [.string(channelPath)])
+            if result == UInt64(EBUSY) { throw .agentStartBusy }
             if result != 0 {
                 throw .agentFailed(message: "the agent's thread could not start (\(String(cString: strerror(Int32(truncatingIfNeeded: result)))))")
             }

@@ -12,6 +12,8 @@ public enum InjectError: Error, Equatable, Sendable {
     /// A call made in the target did not return normally.
     case remoteCallFailed(function: String, detail: String)
     case channel(detail: String)
+    /// The agent's previous session in this process is still ending (its start function said EBUSY).
+    case agentStartBusy
     /// The agent loaded but reported that it could not arm, or did not arm in time.
     case agentFailed(message: String)
     case failed(detail: String)

@@ -43,11 +43,22 @@ public final class MemorySession {
         let owner = target.process.userID().map { (uid: $0, gid: target.process.groupID() ?? $0) }
         channel = try Channel(targetPID: target.pid, config: config, owner: owner)
         let started = scalene_monotonic_ns()
-        outcome = try AgentInjector(target: target, agentPath: options.agentPath).inject(channelPath: channel.path)
+        var injected: AgentInjector.Outcome?
+        while injected == nil {
+            do {
+                injected = try AgentInjector(target: target, agentPath: options.agentPath).inject(channelPath: channel.path)
+            } catch .agentStartBusy where scalene_monotonic_ns() - started < 3_000_000_000 {
+                // The agent of a previous session is still finishing its detach.
+                usleep(100_000)
+            }
+        }
+        outcome = injected!
         statistics.injectionSeconds = Double(scalene_monotonic_ns() - started) / 1e9
         statistics.safePoint = outcome.safePoint
-        // The agent needs the GIL to arm; a thread may hold it for a while in a long C call.
+        // The agent needs the GIL to arm; a thread may hold it for a while in a long C call. An
+        // agent that cannot open the channel stays silent: it must at least say it started.
         let deadline = scalene_monotonic_ns() + 10_000_000_000
+        let openDeadline = scalene_monotonic_ns() + 3_000_000_000
         while true {
             channel.beat()
             let state = channel.state
@@ -57,6 +68,10 @@ public final class MemorySession {
                 throw .agentFailed(message: channel.message.isEmpty ? "the agent stopped" : channel.message)
             }
             if !target.process.isAlive { throw .exited(pid: target.pid) }
+            if state == SCALENE_AGENT_NONE && scalene_monotonic_ns() > openDeadline {
+                channel.requestDetach()
+                throw .agentFailed(message: "the agent did not open the channel \(channel.path) within 3 s")
+            }
             if scalene_monotonic_ns() > deadline {
                 channel.requestDetach()
                 throw .agentFailed(message: "the agent did not arm within 10 s (it waits for the GIL); it will remove itself")
@@ -65,6 +80,7 @@ public final class MemorySession {
         }
         statistics.armedSeconds = Double(scalene_monotonic_ns() - started) / 1e9
         agentThread = channel.agentThread
+        recordHookCounts()
         sampler.options.excludedThreads.insert(agentThread)
     }
 
@@ -93,14 +109,34 @@ public final class MemorySession {
         config.pymalloc_pool_size = UInt32(allocator.poolSize)
         config.pymalloc_max_small = UInt32(allocator.smallRequestThreshold)
         config.pymalloc_alignment = UInt32(allocator.alignment)
-        config.heartbeat_timeout_ms = 1500
+        // The agent disarms itself when our heartbeat has not changed for this long (we beat at
+        // least every 50 ms); hooks must be gone within 2 s of our death.
+        config.heartbeat_timeout_ms = 750
         config.frames = frames
         return config
+    }
+
+    /// The agent's hook counts while armed (they drop to zero once it has restored everything).
+    private func recordHookCounts() {
+        statistics.hookedSlots = max(statistics.hookedSlots, Int(channel.hookedSlots))
+        statistics.hookedObjects = max(statistics.hookedObjects, Int(channel.hookedObjects))
+        statistics.pythonAllocatorHooked = statistics.pythonAllocatorHooked || channel.pythonHooks
     }
 
     /// Beats the heartbeat and folds in the agent's new samples. Call often (every sampler tick).
     public func poll() {
         guard !detached else { return }
+        let state = channel.state
+        if state == SCALENE_AGENT_ARMED { recordHookCounts() }
+        if state == SCALENE_AGENT_ORPHANED || state == SCALENE_AGENT_DETACHED {
+            // The agent removed itself (we were stalled past the heartbeat timeout, e.g. stopped
+            // with Ctrl-Z): memory recording ends here; what was collected stays.
+            channel.drain(into: &pending)
+            fold()
+            statistics.endedEarly = channel.message
+            detached = true
+            return
+        }
         channel.beat()
         channel.drain(into: &pending)
         fold()
@@ -149,9 +185,6 @@ public final class MemorySession {
     /// The memory profile so far.
     public func profile(elapsed: Double) -> MemoryProfile {
         var stats = statistics
-        stats.hookedSlots = Int(channel.hookedSlots)
-        stats.hookedObjects = Int(channel.hookedObjects)
-        stats.pythonAllocatorHooked = channel.pythonHooks
         stats.droppedSamples = Int(channel.dropped) + channel.abandonedSlots
         stats.untrackedFrees = Int(channel.untrackedFrees)
         return aggregator.profile(elapsed: elapsed, window: options.window, copyWindow: options.copyWindow, agent: stats)

@@ -38,7 +38,11 @@ public struct MemoryEvent: Sendable {
 ///
 /// Each MALLOC sample says "net allocation on this thread crossed the window here": its bytes are
 /// charged to the line, split Python/native by the allocations since the thread's previous sample.
-/// FREE samples lower the footprint. The footprint is the net change since attach. A line is a leak
+/// FREE samples lower the global footprint, which is the net change since attach. A line's own
+/// footprint (its peak and timeline) counts the MALLOC samples taken there whose allocation has not
+/// been freed yet: the agent reports when the allocation that triggered a sample is freed, and that
+/// sample's bytes then leave the line. This keeps memory allocated on one line and freed on another
+/// from piling up on the first. A line is a leak
 /// suspect when the footprint grew over the run and, of the allocations sampled on the line, too
 /// few were ever freed: by Laplace's rule of succession the chance that the next one is never freed
 /// is 1 - (frees + 1) / (allocations - frees + 2) (Scalene's rule), reported at 95% or more.
@@ -59,8 +63,8 @@ public struct MemoryAggregator: Sendable {
     private var nativeBucket = 0.0
     private var copied = 0.0
     private var counts = (malloc: 0, free: 0, copy: 0)
-    /// Sampled allocations still live: pointer → line (nil: not on a profiled line).
-    private var tracked: [UInt64: SourceLine?] = [:]
+    /// Sampled allocations still live: pointer → the line and MB of their sample.
+    private var tracked: [UInt64: (line: SourceLine?, megabytes: Double)] = [:]
 
     public init() {}
 
@@ -93,7 +97,7 @@ public struct MemoryAggregator: Sendable {
                 lines[key]!.timeline.append(TimelinePoint(nanoseconds: event.offset, megabytes: lines[key]!.currentMB))
                 lines[key]!.trackedAllocations += 1
             }
-            if event.pointer != 0 { tracked[event.pointer] = key }
+            if event.pointer != 0 { tracked[event.pointer] = (key, megabytes) }
             if footprint > peak {
                 peak = footprint
                 peakLine = key
@@ -102,18 +106,16 @@ public struct MemoryAggregator: Sendable {
         case .free:
             counts.free += 1
             footprint -= megabytes
-            if let key {
-                lines[key]!.freedMB += megabytes
-                lines[key]!.currentMB = max(0, lines[key]!.currentMB - megabytes)
-                lines[key]!.timeline.append(TimelinePoint(nanoseconds: event.offset, megabytes: lines[key]!.currentMB))
-            }
+            if let key { lines[key]!.freedMB += megabytes }
         case .copy:
             counts.copy += 1
             copied += megabytes
             if let key { lines[key]!.copiedMB += megabytes }
         case .sampledFree:
-            if let entry = tracked.removeValue(forKey: event.pointer), let line = entry {
-                lines[line]?.trackedFrees += 1
+            if let entry = tracked.removeValue(forKey: event.pointer), let line = entry.line, lines[line] != nil {
+                lines[line]!.trackedFrees += 1
+                lines[line]!.currentMB = max(0, lines[line]!.currentMB - entry.megabytes)
+                lines[line]!.timeline.append(TimelinePoint(nanoseconds: event.offset, megabytes: lines[line]!.currentMB))
             }
         }
         if event.kind == .malloc || event.kind == .free {

@@ -8,7 +8,8 @@ public struct MemoryLine: Sendable, Equatable {
     public var mallocSamples = 0
     /// MB of net freeing sampled here (free samples).
     public var freedMB: Double = 0
-    /// The line's running footprint (allocated minus freed here), its peak, and its timeline.
+    /// The line's live footprint (sampled allocations made here and not freed yet), its peak, and
+    /// its timeline.
     public var currentMB: Double = 0
     public var peakMB: Double = 0
     public var timeline: [TimelinePoint] = []
@@ -68,6 +69,8 @@ public struct AgentStatistics: Sendable, Equatable {
     public var detachSeconds = 0.0
     /// The agent confirmed that every hook was restored.
     public var detachedCleanly = false
+    /// Why memory recording ended before the profile did (nil if it did not).
+    public var endedEarly: String?
     /// The safe point used to inject ("allocator entry", "blocked in nanosleep", ...).
     public var safePoint = ""
 

@@ -107,10 +107,11 @@ public final class Sampler {
     /// raw frames with the same cache).
     public var stackReader: StackReader<RemoteMemory> { observer.stacks }
 
-    /// Samples until `stop` returns a reason. `everyTick` runs after each sample (memory channel,
-    /// heartbeat); `status` about twice a second.
+    /// Samples until `stop` returns a reason. `everyTick` runs after each sample; `housekeeping`
+    /// at least every 50 ms whatever the rate (the agent's heartbeat and channel); `status` about
+    /// twice a second.
     public func run(stop: (UInt64) -> ProfileEnd?, everyTick: (UInt64) -> Void = { _ in },
-                    status: (SamplerStatus) -> Void = { _ in }) -> ProfileEnd {
+                    housekeeping: () -> Void = {}, status: (SamplerStatus) -> Void = { _ in }) -> ProfileEnd {
         _ = scalene_set_timer_slack_ns(1000)
         var lastStatus: UInt64 = 0
         var deadline = scalene_monotonic_ns()
@@ -121,15 +122,19 @@ public final class Sampler {
                 if !target.process.isAlive { return .targetExited }
             }
             everyTick(now)
+            housekeeping()
             if now - lastStatus > 500_000_000 {
                 lastStatus = now
                 status(currentStatus(now: now))
             }
             deadline = schedule.next(after: scalene_monotonic_ns())
-            while scalene_monotonic_ns() < deadline {
-                let rc = scalene_sleep_until(deadline)
+            while true {
+                let current = scalene_monotonic_ns()
+                if current >= deadline { break }
+                let rc = scalene_sleep_until(min(deadline, current + 50_000_000))
                 if rc == EINTR, stop(scalene_monotonic_ns()) != nil { break }
                 if rc != EINTR && rc != 0 { break }
+                if scalene_monotonic_ns() < deadline { housekeeping() }
             }
         }
     }

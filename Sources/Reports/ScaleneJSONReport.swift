@@ -58,7 +58,55 @@ public struct ScaleneJSONReport {
             "combined_stacks_timeline": [Any](),
         ]
         document["main_thread_id"] = Int(profile.pid)
+        document["scalene_attach"] = extras()
         return document
+    }
+
+    /// What Scalene's format has no place for: how the profile was taken. Scalene's model ignores
+    /// unknown keys.
+    func extras() -> [String: Any] {
+        let stats = profile.statistics
+        var extras: [String: Any] = [
+            "pid": Int(profile.pid),
+            "python_version": profile.pythonVersion.description,
+            "sampler": [
+                "requested_rate_hz": stats.requestedRate,
+                "ticks": stats.ticks,
+                "late_ticks": stats.lateTicks,
+                "failed_ticks": stats.failedTicks,
+                "incomplete_stacks": stats.incompleteStacks,
+                "sampler_cpu_seconds": stats.samplerCPUSeconds,
+            ] as [String: Any],
+            "threads": profile.threads.map { thread -> [String: Any] in
+                let time = thread.total
+                return ["tid": thread.tid.map { Int($0) } as Any? ?? NSNull(), "name": thread.name as Any? ?? NSNull(),
+                        "idle": thread.isIdle, "python_seconds": time.python, "native_seconds": time.native,
+                        "system_seconds": time.system, "gil_share": thread.samples > 0
+                            ? Double(thread.gilSamples) / Double(thread.samples) : 0]
+            },
+        ]
+        switch profile.end {
+        case .targetExited: extras["ended"] = "target exited"
+        case .durationElapsed: extras["ended"] = "duration"
+        case .interrupted(let signal): extras["ended"] = "signal \(signal)"
+        }
+        if let memory = profile.memory {
+            let agent = memory.agent
+            extras["memory"] = [
+                "window_bytes": Int(memory.window), "copy_window_bytes": Int(memory.copyWindow),
+                "malloc_samples": memory.mallocSamples, "free_samples": memory.freeSamples,
+                "copy_samples": memory.copySamples, "total_allocated_mb": memory.totalAllocatedMB,
+                "copied_mb": memory.copiedMB, "current_footprint_mb": memory.currentFootprintMB,
+                "agent": [
+                    "safe_point": agent.safePoint, "injection_seconds": agent.injectionSeconds,
+                    "armed_seconds": agent.armedSeconds, "detach_seconds": agent.detachSeconds,
+                    "detached_cleanly": agent.detachedCleanly, "hooked_slots": agent.hookedSlots,
+                    "hooked_objects": agent.hookedObjects, "python_allocator_hooked": agent.pythonAllocatorHooked,
+                    "dropped_samples": agent.droppedSamples, "untracked_frees": agent.untrackedFrees,
+                ] as [String: Any],
+            ] as [String: Any]
+        }
+        return extras
     }
 
     func fileDetail(_ file: String, lines: [SourceLine: LineTime], functions: [FunctionID: TimeSplit],

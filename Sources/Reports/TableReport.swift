@@ -173,6 +173,9 @@ public struct TableReport {
         if let agent = profile.memory?.agent, agent.droppedSamples > 0 {
             notes.append("\(agent.droppedSamples) memory sample(s) dropped (ring full)")
         }
+        if let ended = profile.memory?.agent.endedEarly {
+            notes.append("memory recording stopped early: the agent removed itself (\(ended))")
+        }
         return notes.isEmpty ? "" : "\n" + notes.map { clip($0) }.joined(separator: "\n") + "\n"
     }
 

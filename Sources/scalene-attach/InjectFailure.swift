@@ -13,6 +13,7 @@ enum InjectFailure {
         case .dlopenFailed(let message): return "the process could not load the agent: \(message)"
         case .remoteCallFailed(let function, let detail): return "calling \(function) in the process failed: \(detail)"
         case .channel(let detail): return "cannot set up the shared-memory channel: \(detail)"
+        case .agentStartBusy: return "the agent of a previous session is still detaching"
         case .agentFailed(let message): return "the agent could not start: \(message)"
         case .failed(let detail): return detail
         }

@@ -63,7 +63,6 @@ struct ProfileSession {
                 return nil
             },
             everyTick: { now in
-                memory?.poll()
                 let due = snapshotNanoseconds.map { now - lastSnapshot >= $0 } ?? false
                 if due || scalene_take_snapshot_request() != 0 {
                     lastSnapshot = now
@@ -71,6 +70,7 @@ struct ProfileSession {
                     catch { snapshotError = "\(error)" }
                 }
             },
+            housekeeping: { memory?.poll() },
             status: { status in
                 guard showStatus else { return }
                 let line = String(format: "\r\u{1b}[K[scalene-attach] pid %d · %.1f s · %d samples · %.1f Hz · %d late · %d errors",

@@ -38,6 +38,7 @@ struct HarnessError: Error, CustomStringConvertible {
 /// never looked up by name.
 final class FixtureProcess: @unchecked Sendable {
     let process: Process
+    private let stdin: Pipe
     private let stdout: Pipe
     private let stderr: Pipe
     private var buffered = Data()
@@ -54,8 +55,10 @@ final class FixtureProcess: @unchecked Sendable {
         env["PYTHONDONTWRITEBYTECODE"] = "1"
         for (key, value) in environment { env[key] = value }
         process.environment = env
+        stdin = Pipe()
         stdout = Pipe()
         stderr = Pipe()
+        process.standardInput = stdin
         process.standardOutput = stdout
         process.standardError = stderr
         try process.run()
@@ -93,6 +96,11 @@ final class FixtureProcess: @unchecked Sendable {
                 buffered.append(contentsOf: chunk[0..<n])
             }
         }
+    }
+
+    /// Writes a line to the fixture's stdin.
+    func send(_ line: String) {
+        stdin.fileHandleForWriting.write(Data((line + "\n").utf8))
     }
 
     /// Whatever the fixture wrote to stderr so far (non-blocking).
