@@ -135,13 +135,25 @@ void scalene_install_stop_handlers(void) {
 int scalene_stop_requested(void) { return stop_signal != 0; }
 int scalene_stop_signal(void) { return stop_signal; }
 
+// The mask the calling thread had before scalene_block_stop_signals(1), restored by (0): a signal
+// the caller had blocked itself stays blocked. Per thread, since masks are per thread.
+static __thread sigset_t saved_mask;
+static __thread int mask_saved = 0;
+
 void scalene_block_stop_signals(int block) {
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGHUP);
-    pthread_sigmask(block ? SIG_BLOCK : SIG_UNBLOCK, &set, NULL);
+    if (block) {
+        if (mask_saved) return;
+        sigset_t set;
+        sigemptyset(&set);
+        sigaddset(&set, SIGINT);
+        sigaddset(&set, SIGTERM);
+        sigaddset(&set, SIGHUP);
+        pthread_sigmask(SIG_BLOCK, &set, &saved_mask);
+        mask_saved = 1;
+    } else if (mask_saved) {
+        pthread_sigmask(SIG_SETMASK, &saved_mask, NULL);
+        mask_saved = 0;
+    }
 }
 
 static volatile sig_atomic_t snapshot_requested = 0;

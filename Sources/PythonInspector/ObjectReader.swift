@@ -24,7 +24,9 @@ public struct ObjectReader<Memory: ProcessMemory>: Sendable {
     /// A `str` object's text.
     public func string(at object: UInt64) -> String? {
         let u = objects.unicode
-        let headerSize = max(u.compactSize, u.length + 8, u.state + 4)
+        // Only the fields read here: a short compact ASCII string is smaller than the compact
+        // (non-ASCII) header and may end where mapped memory ends.
+        let headerSize = max(u.length + 8, u.state + 4)
         guard object != 0, let header = try? memory.remoteBytes(at: object, count: headerSize),
               let length = header.integer(Int64.self, at: u.length), let state = header.integer(UInt32.self, at: u.state),
               length >= 0, length <= maximumLength else { return nil }

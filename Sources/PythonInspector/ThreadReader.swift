@@ -99,7 +99,8 @@ public struct PthreadTIDResolver: Sendable {
     /// Finds the tid of each pthread it can, learning the offset on first use. Thread states of
     /// threads being created or torn down may have no live pthread yet; they are left out.
     public mutating func resolve(_ pthreads: [UInt64], tids: Set<Int32>, memory: some ProcessMemory) -> [UInt64: Int32] {
-        let blocks = pthreads.compactMap { id -> (UInt64, RemoteBytes)? in
+        // A thread state of a thread being started carries its creator's pthread id: count each id once.
+        let blocks = Set(pthreads).sorted().compactMap { id -> (UInt64, RemoteBytes)? in
             guard id != 0, let bytes = try? memory.remoteBytes(at: id, count: Self.searchBytes) else { return nil }
             return (id, bytes)
         }

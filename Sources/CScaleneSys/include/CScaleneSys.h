@@ -72,7 +72,8 @@ void scalene_install_stop_handlers(void);
 int scalene_stop_requested(void);
 // The signal that set the flag (0 if none).
 int scalene_stop_signal(void);
-// Blocks (1) or unblocks (0) the stop signals for the calling thread, around critical sections.
+// Blocks (1) the stop signals for the calling thread around a critical section, and (0) restores
+// the mask the thread had before.
 void scalene_block_stop_signals(int block);
 
 // SIGUSR1 asks for a snapshot of the profile so far; returns (and clears) whether one was asked for.
