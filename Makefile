@@ -7,10 +7,13 @@
 # Missing Debian packages are installed first (apt-get, as root).
 
 SWIFT        ?= swift
-CONFIG       ?= release
 CC           ?= cc
+# One configuration for the tool and the tests, so `make test` after `make` compiles only the tests.
+# The Swift runtime is linked statically: the binary starts in a few milliseconds and needs nothing
+# from the toolchain at run time.
+SWIFT_FLAGS  ?= -c release --static-swift-stdlib
 DEB_PACKAGES := libelf-dev libunwind-dev libpython3-dev
-BIN_DIR       = $(shell $(SWIFT) build -c $(CONFIG) --show-bin-path 2>/dev/null)
+BIN_DIR       = $(shell $(SWIFT) build $(SWIFT_FLAGS) --show-bin-path 2>/dev/null)
 AGENT        := build/libscalene_agent.so
 
 SCALENE_VENV := .venv-scalene
@@ -36,7 +39,7 @@ agent: deps
 	$(MAKE) -C agent CC="$(CC)"
 
 build: deps agent
-	$(SWIFT) build -c $(CONFIG) --product scalene-attach
+	$(SWIFT) build $(SWIFT_FLAGS) --product scalene-attach
 	cp $(AGENT) "$(BIN_DIR)/libscalene_agent.so"
 	@echo "built $(BIN_DIR)/scalene-attach"
 
@@ -54,9 +57,9 @@ build/fixtures/libnativealloc.so: fixtures/memory/native_alloc.c
 
 # Unit and integration tests in one release build (the sampler is measured at release speed).
 test: build test-deps build/fixtures/libnativealloc.so
-	$(SWIFT) build -c $(CONFIG) --build-tests
+	$(SWIFT) build $(SWIFT_FLAGS) --build-tests
 	cp $(AGENT) "$(BIN_DIR)/libscalene_agent.so"
-	SCALENE_ATTACH_BIN="$(BIN_DIR)/scalene-attach" $(SWIFT) test -c $(CONFIG) --skip-build
+	SCALENE_ATTACH_BIN="$(BIN_DIR)/scalene-attach" $(SWIFT) test $(SWIFT_FLAGS) --skip-build
 	$(MAKE) -C agent test
 
 demo: build

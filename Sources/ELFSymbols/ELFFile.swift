@@ -91,7 +91,7 @@ public struct ELFFile: Sendable {
         var stringTableIndex = 0
         _ = elf_getshdrstrndx(elf, &stringTableIndex)
         var foundSections = [ELFSection]()
-        var symbols = [String: ELFSymbol]()
+        var symbolTables = [(section: OpaquePointer, header: GElf_Shdr)]()
         var section = elf_nextscn(elf, nil)
         while let current = section {
             defer { section = elf_nextscn(elf, current) }
@@ -100,8 +100,17 @@ public struct ELFFile: Sendable {
             let name = elf_strptr(elf, stringTableIndex, Int(shdr.sh_name)).map { String(cString: $0) } ?? ""
             foundSections.append(ELFSection(name: name, address: shdr.sh_addr, fileOffset: shdr.sh_offset,
                                             size: shdr.sh_size, isNoBits: shdr.sh_type == UInt32(SHT_NOBITS)))
-            guard shdr.sh_type == UInt32(SHT_SYMTAB) || shdr.sh_type == UInt32(SHT_DYNSYM),
-                  shdr.sh_entsize > 0, let data = elf_getdata(current, nil) else { continue }
+            if shdr.sh_type == UInt32(SHT_DYNSYM) { symbolTables.insert((current, shdr), at: 0) }
+            if shdr.sh_type == UInt32(SHT_SYMTAB) { symbolTables.append((current, shdr)) }
+        }
+        // .dynsym first: it is small and holds every exported symbol; the much larger .symtab (absent
+        // from stripped binaries) is read only for names still missing.
+        var symbols = [String: ELFSymbol]()
+        let wantedNames = (wanted.map { Array($0) } ?? []).map { ($0, Array($0.utf8CString)) }
+        for table in symbolTables {
+            if let wanted, symbols.count == wanted.count { break }
+            let shdr = table.header
+            guard shdr.sh_entsize > 0, let data = elf_getdata(table.section, nil) else { continue }
             let count = Int(shdr.sh_size / shdr.sh_entsize)
             for index in 0..<count {
                 var symbol = GElf_Sym()
@@ -110,8 +119,15 @@ public struct ELFFile: Sendable {
                 guard type == STT_FUNC || type == STT_OBJECT, symbol.st_shndx != UInt16(SHN_UNDEF),
                       symbol.st_name != 0,
                       let cName = elf_strptr(elf, Int(shdr.sh_link), Int(symbol.st_name)) else { continue }
-                let symbolName = String(cString: cName)
-                if let wanted, !wanted.contains(symbolName) { continue }
+                let symbolName: String
+                if wanted != nil {
+                    // Compare as C strings: making a Swift String of every symbol name costs more
+                    // than the rest of the lookup.
+                    guard let match = wantedNames.first(where: { strcmp(cName, $0.1) == 0 }) else { continue }
+                    symbolName = match.0
+                } else {
+                    symbolName = String(cString: cName)
+                }
                 // .dynsym and .symtab often both list a symbol; the first definition wins.
                 if symbols[symbolName] == nil {
                     symbols[symbolName] = ELFSymbol(name: symbolName, value: symbol.st_value, size: symbol.st_size,

@@ -28,9 +28,7 @@ public struct PythonTarget: Sendable {
     public init(pid: Int32) throws(InspectError) {
         let process: TargetProcess
         do { process = try TargetProcess(pid: pid) } catch { throw InspectError(error) }
-        let map: MemoryMap
-        do { map = try process.memoryMap() } catch { throw InspectError(error) }
-        let binary = try PythonBinary.locate(in: process, map: map)
+        let binary = try PythonBinary.locate(in: process, map: process.initialMap)
         guard let runtime = binary.address(of: "_PyRuntime") else {
             throw .notPython(pid: pid, executable: binary.path)
         }
@@ -40,7 +38,16 @@ public struct PythonTarget: Sendable {
         }
         var version = detected.version
         var source = detected.source
-        var layout = try Self.layout(for: detected, pid: pid)
+        var layout: PythonLayout
+        do {
+            layout = try Self.layout(for: detected, pid: pid)
+        } catch .unsupportedVersion where source == .fileName {
+            // Only the minor version is known and it is not one we support: say which release it
+            // is, from the version string in the binary.
+            let exact = binary.elf.section(named: ".rodata").flatMap { binary.elf.contents(of: $0) }
+                .flatMap { VersionDetector.versionString(in: $0, minor: version.minor) } ?? version
+            throw .unsupportedVersion(pid: pid, version: exact.description, reason: "supported versions are \(Self.supportedVersions)")
+        }
         if source == .fileName || source == .versionString,
            let exact = Self.runtimeVersion(memory: process.memory, layout: layout, runtime: runtime),
            exact.major == version.major, exact.minor == version.minor {

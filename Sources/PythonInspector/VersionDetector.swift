@@ -41,13 +41,15 @@ public enum VersionDetector {
            hex >> 24 == 3 {
             return Result(version: PythonVersion(hex: hex), source: .pyVersionSymbol, debugOffsets: nil)
         }
+        // The file name gives the minor version (enough to read sys.hexversion, which the caller
+        // does next); the version string in read-only data is the last resort.
         let minorFromName = minorVersion(fromFileName: binary.path)
-        if let rodata = binary.elf.section(named: ".rodata"), let bytes = binary.elf.contents(of: rodata),
-           let version = versionString(in: bytes, minor: minorFromName) {
-            return Result(version: version, source: .versionString, debugOffsets: nil)
-        }
         if let minor = minorFromName {
             return Result(version: PythonVersion(major: 3, minor: minor), source: .fileName, debugOffsets: nil)
+        }
+        if let rodata = binary.elf.section(named: ".rodata"), let bytes = binary.elf.contents(of: rodata),
+           let version = versionString(in: bytes, minor: nil) {
+            return Result(version: version, source: .versionString, debugOffsets: nil)
         }
         return nil
     }

@@ -45,16 +45,26 @@ public struct MemoryMap: Sendable {
 
     /// Parses the text of /proc/PID/maps. Malformed lines are skipped.
     public init(parsing text: String) {
+        self.init(parsing: Array(text.utf8))
+    }
+
+    /// Parses the bytes of /proc/PID/maps (without going through String: the sampler and every
+    /// command read it).
+    public init(parsing bytes: [UInt8]) {
         var result = [MemoryMapping]()
-        for line in text.split(separator: "\n", omittingEmptySubsequences: true) {
-            if let mapping = Self.parse(line) { result.append(mapping) }
+        var start = 0
+        while start < bytes.count {
+            var end = start
+            while end < bytes.count && bytes[end] != 10 { end += 1 }
+            if end > start, let mapping = Self.parse(bytes[start..<end]) { result.append(mapping) }
+            start = end + 1
         }
         mappings = result
     }
 
     /// Reads /proc/PID/maps.
     public static func read(pid: Int32) throws(ProcFileError) -> MemoryMap {
-        MemoryMap(parsing: try ProcFiles.text("/proc/\(pid)/maps"))
+        MemoryMap(parsing: try ProcFiles.read("/proc/\(pid)/maps"))
     }
 
     public func mapping(containing address: UInt64) -> MemoryMapping? {
@@ -66,29 +76,44 @@ public struct MemoryMap: Sendable {
         mappings.filter { $0.path == path }
     }
 
-    static func parse(_ line: Substring) -> MemoryMapping? {
-        // address perms offset dev inode [path]; the path may contain spaces.
-        var fields = [Substring]()
-        var rest = line[...]
-        for _ in 0..<5 {
-            rest = rest.drop { $0 == " " }
-            guard let space = rest.firstIndex(of: " ") else {
-                fields.append(rest)
-                rest = rest[rest.endIndex...]
-                break
-            }
-            fields.append(rest[..<space])
-            rest = rest[space...]
+    /// One line: "start-end perms offset dev inode [path]"; the path may contain spaces.
+    static func parse(_ line: ArraySlice<UInt8>) -> MemoryMapping? {
+        var index = line.startIndex
+        func skipSpaces() { while index < line.endIndex && line[index] == 32 { index += 1 } }
+        func field() -> ArraySlice<UInt8> {
+            skipSpaces()
+            let begin = index
+            while index < line.endIndex && line[index] != 32 { index += 1 }
+            return line[begin..<index]
         }
-        guard fields.count == 5 else { return nil }
-        let range = fields[0].split(separator: "-")
-        guard range.count == 2, let start = UInt64(range[0], radix: 16), let end = UInt64(range[1], radix: 16),
-              let offset = UInt64(fields[2], radix: 16), let inode = UInt64(fields[4]) else { return nil }
-        let perms = Array(fields[1].utf8)
-        guard perms.count >= 3 else { return nil }
-        let path = String(rest.drop { $0 == " " })
-        return MemoryMapping(start: start, end: end, readable: perms[0] == UInt8(ascii: "r"),
-                             writable: perms[1] == UInt8(ascii: "w"), executable: perms[2] == UInt8(ascii: "x"),
+        func hex(_ digits: ArraySlice<UInt8>) -> UInt64? {
+            guard !digits.isEmpty, digits.count <= 16 else { return nil }
+            var value: UInt64 = 0
+            for digit in digits {
+                let nibble: UInt8
+                switch digit {
+                case 48...57: nibble = digit - 48
+                case 97...102: nibble = digit - 87
+                case 65...70: nibble = digit - 55
+                default: return nil
+                }
+                value = value << 4 | UInt64(nibble)
+            }
+            return value
+        }
+        let range = field()
+        let perms = field()
+        let offsetField = field()
+        _ = field() // device
+        let inodeField = field()
+        guard let dash = range.firstIndex(of: 45), let start = hex(range[range.startIndex..<dash]),
+              let end = hex(range[(dash + 1)...]), let offset = hex(offsetField),
+              let inode = UInt64(decimal: inodeField), perms.count >= 3 else { return nil }
+        skipSpaces()
+        let path = String(decoding: line[index...], as: UTF8.self)
+        let p = perms.startIndex
+        return MemoryMapping(start: start, end: end, readable: perms[p] == UInt8(ascii: "r"),
+                             writable: perms[p + 1] == UInt8(ascii: "w"), executable: perms[p + 2] == UInt8(ascii: "x"),
                              offset: offset, inode: inode, path: path)
     }
 }

@@ -18,6 +18,9 @@ public enum ProcessAccessError: Error, Equatable, Sendable {
 public struct TargetProcess: Sendable {
     public let pid: Int32
     public let memory: RemoteMemory
+    /// The memory map read when the process was opened (for discovery; call `memoryMap()` for a
+    /// fresh one).
+    public let initialMap: MemoryMap
 
     /// Checks that the process exists, is alive, and that we may read its memory.
     public init(pid: Int32) throws(ProcessAccessError) {
@@ -36,6 +39,7 @@ public struct TargetProcess: Sendable {
         } catch {
             throw Self.translate(error, pid: pid)
         }
+        initialMap = map
         // Confirm memory access itself with one small read of a readable mapping.
         if let readable = map.mappings.first(where: { $0.readable && $0.path != "[vvar]" && $0.path != "[vsyscall]" }) {
             do {

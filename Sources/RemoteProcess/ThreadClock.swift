@@ -54,7 +54,8 @@ public final class ThreadClock {
         }
     }
 
-    static func firstNumber(_ bytes: UnsafeRawBufferPointer) -> UInt64? {
+    /// The leading decimal number of `bytes` (schedstat's first field).
+    public static func firstNumber(_ bytes: UnsafeRawBufferPointer) -> UInt64? {
         var value: UInt64 = 0
         var digits = 0
         for byte in bytes {
@@ -66,7 +67,7 @@ public final class ThreadClock {
     }
 
     /// State (field 3) and stime (field 15) of a stat line, counted after the command's last ')'.
-    static func stateAndSystemTicks(_ bytes: UnsafeRawBufferPointer) -> (UInt8, UInt64)? {
+    public static func stateAndSystemTicks(_ bytes: UnsafeRawBufferPointer) -> (UInt8, UInt64)? {
         var close = -1
         for index in stride(from: bytes.count - 1, through: 0, by: -1) where bytes[index] == UInt8(ascii: ")") {
             close = index

@@ -1,7 +1,7 @@
 import CPythonLayouts
 import Foundation
 import Testing
-@testable import PythonInspector
+import PythonInspector
 
 @Suite("line tables from raw bytes")
 struct LineTableTests {

@@ -1,5 +1,5 @@
 import CScaleneSys
-@testable import RemoteProcess
+import RemoteProcess
 import Testing
 #if canImport(Glibc)
 import Glibc
