@@ -8,12 +8,13 @@
 
 SWIFT        ?= swift
 CC           ?= cc
-# One configuration for the tool and the tests, so `make test` after `make` compiles only the tests.
-# The Swift runtime is linked statically: the binary starts in a few milliseconds and needs nothing
-# from the toolchain at run time.
-SWIFT_FLAGS  ?= -c release --static-swift-stdlib
+# The tool links the Swift runtime statically: it starts in a few milliseconds and needs nothing
+# from the toolchain at run time. Swift Testing has no static build, so the tests are compiled in a
+# second (dynamic) release build in its own directory; they run the static tool.
+TOOL_FLAGS   ?= -c release --static-swift-stdlib
+TEST_FLAGS   ?= -c release --scratch-path .build-tests
 DEB_PACKAGES := libelf-dev libunwind-dev libpython3-dev
-BIN_DIR       = $(shell $(SWIFT) build $(SWIFT_FLAGS) --show-bin-path 2>/dev/null)
+BIN_DIR       = $(shell $(SWIFT) build $(TOOL_FLAGS) --show-bin-path 2>/dev/null)
 AGENT        := build/libscalene_agent.so
 
 SCALENE_VENV := .venv-scalene
@@ -39,7 +40,7 @@ agent: deps
 	$(MAKE) -C agent CC="$(CC)"
 
 build: deps agent
-	$(SWIFT) build $(SWIFT_FLAGS) --product scalene-attach
+	$(SWIFT) build $(TOOL_FLAGS) --product scalene-attach
 	cp $(AGENT) "$(BIN_DIR)/libscalene_agent.so"
 	@echo "built $(BIN_DIR)/scalene-attach"
 
@@ -55,11 +56,10 @@ build/fixtures/libnativealloc.so: fixtures/memory/native_alloc.c
 	@mkdir -p build/fixtures
 	$(CC) -shared -fPIC -O2 -fno-builtin -o $@ $<
 
-# Unit and integration tests in one release build (the sampler is measured at release speed).
+# Unit tests, and integration tests that run the built tool against real CPython processes.
 test: build test-deps build/fixtures/libnativealloc.so
-	$(SWIFT) build $(SWIFT_FLAGS) --build-tests
-	cp $(AGENT) "$(BIN_DIR)/libscalene_agent.so"
-	SCALENE_ATTACH_BIN="$(BIN_DIR)/scalene-attach" $(SWIFT) test $(SWIFT_FLAGS) --skip-build
+	$(SWIFT) build $(TEST_FLAGS) --build-tests
+	SCALENE_ATTACH_BIN="$(BIN_DIR)/scalene-attach" $(SWIFT) test $(TEST_FLAGS) --skip-build
 	$(MAKE) -C agent test
 
 demo: build
@@ -73,5 +73,5 @@ layouts:
 	python3 fixtures/generators/generate_layouts.py
 
 clean:
-	rm -rf .build build
+	rm -rf .build .build-tests build
 	$(MAKE) -C agent clean

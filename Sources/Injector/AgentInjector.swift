@@ -74,6 +74,10 @@ public struct AgentInjector {
 
         let caller = RemoteCaller(pid: pid, tid: choice.tid, memory: target.memory, saved: choice.regs.general,
                                   stopper: stopper)
+        // The calls use the stack below the thread's stack pointer (beyond its red zone) for their
+        // arguments and frames; those bytes are put back too, so the target ends exactly as it was.
+        let scratchStart = choice.regs.general.rsp &- UInt64(RemoteCaller.scratchBytes)
+        let scratch = try? target.memory.bytes(at: scratchStart, count: RemoteCaller.scratchBytes)
         var failure: InjectError?
         do throws(InjectError) {
             let rtldNow: UInt64 = 2
@@ -98,6 +102,7 @@ public struct AgentInjector {
             failure = error
         }
         // Put the thread back exactly as it was, whatever happened.
+        if let scratch { try? target.memory.write(scratch, at: scratchStart) }
         do { try choice.regs.restore(choice.tid) } catch {
             if failure == nil { failure = error }
         }

@@ -32,8 +32,10 @@ public final class MemorySession {
     public let outcome: AgentInjector.Outcome
 
     /// Injects the agent and waits until it has armed. Throws with the target untouched if any step
-    /// fails.
-    public init(target: PythonTarget, sampler: Sampler, options: Options) throws(InjectError) {
+    /// fails. `cancelled` is polled while waiting (Ctrl-C): the agent is then told to leave.
+    public init(target: PythonTarget, sampler: Sampler, options: Options, cancelled: () -> Bool = { false })
+        throws(InjectError)
+    {
         self.options = options
         self.sampler = sampler
         guard FileManager.default.isReadableFile(atPath: options.agentPath) else {
@@ -68,6 +70,10 @@ public final class MemorySession {
                 throw .agentFailed(message: channel.message.isEmpty ? "the agent stopped" : channel.message)
             }
             if !target.process.isAlive { throw .exited(pid: target.pid) }
+            if cancelled() {
+                channel.requestDetach()
+                throw .agentFailed(message: "interrupted before the agent armed; it will remove itself")
+            }
             if state == SCALENE_AGENT_NONE && scalene_monotonic_ns() > openDeadline {
                 channel.requestDetach()
                 throw .agentFailed(message: "the agent did not open the channel \(channel.path) within 3 s")

@@ -18,6 +18,11 @@ struct RemoteCaller {
     let saved: user_regs_struct
     let stopper: ThreadStopper
 
+    /// How far below the stack pointer the calls write (arguments, return address) and run: the
+    /// injector saves and restores this much. dlopen's own frames go deeper, into stack that is
+    /// dead at the moment the thread was stopped.
+    static let scratchBytes = 8192
+
     /// Calls `function` with integer arguments and strings (each string argument is copied onto the
     /// thread's stack, below its red zone, and passed by address). Returns rax.
     func call(_ name: String, _ function: UInt64, arguments: [Argument], timeoutSeconds: Double = 10) throws(InjectError) -> UInt64 {

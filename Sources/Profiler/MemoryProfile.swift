@@ -102,4 +102,25 @@ public struct MemoryProfile: Sendable, Equatable {
     public var agent = AgentStatistics()
 
     public init() {}
+
+    /// Per-function memory: the lines of each function summed (footprints summed too, as an upper
+    /// bound of the function's own).
+    public var functions: [FunctionID: MemoryLine] {
+        var result = [FunctionID: MemoryLine]()
+        for line in lines.values {
+            guard let function = line.function else { continue }
+            var sum = result[function] ?? MemoryLine()
+            sum.function = function
+            sum.allocatedMB += line.allocatedMB
+            sum.pythonMB += line.pythonMB
+            sum.mallocSamples += line.mallocSamples
+            sum.freedMB += line.freedMB
+            sum.peakMB += line.peakMB
+            sum.copiedMB += line.copiedMB
+            sum.trackedAllocations += line.trackedAllocations
+            sum.trackedFrees += line.trackedFrees
+            result[function] = sum
+        }
+        return result
+    }
 }

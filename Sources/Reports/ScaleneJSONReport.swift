@@ -139,17 +139,9 @@ public struct ScaleneJSONReport {
             details.append(detail)
         }
         var functionDetails = [[String: Any]]()
+        let functionMemory = profile.memory?.functions ?? [:]
         for (function, time) in functions.filter({ $0.key.file == file }).sorted(by: { $0.key < $1.key }) {
-            var memory: MemoryLine?
-            for (_, line) in memoryLines where line.function == function {
-                var sum = memory ?? MemoryLine()
-                sum.allocatedMB += line.allocatedMB
-                sum.pythonMB += line.pythonMB
-                sum.mallocSamples += line.mallocSamples
-                sum.peakMB += line.peakMB
-                sum.copiedMB += line.copiedMB
-                memory = sum
-            }
+            let memory = functionMemory[function]
             let cpu = fileLines.values.filter { $0.function == function }.reduce(0.0) { $0 + $1.cpu }
             var detail = metrics(time: time, cpu: cpu, sampleTimes: [], memory: memory, total: total)
             detail["line"] = function.name

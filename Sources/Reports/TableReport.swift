@@ -52,10 +52,11 @@ public struct TableReport {
                 out += row(label: String(number), time: time?.time, memory: memory, total: total, text: text) + "\n"
             }
             let fileFunctions = functions.filter { $0.key.file == file }.sorted { $0.key < $1.key }
+            let functionMemory = profile.memory?.functions ?? [:]
             if !fileFunctions.isEmpty {
                 out += "\n" + columnHeader(last: "function summary") + "\n"
                 for (function, time) in fileFunctions where !reduced || time.total / max(total, 1e-12) >= 0.01 {
-                    out += row(label: String(function.firstLine), time: time, memory: functionMemory(function), total: total,
+                    out += row(label: String(function.firstLine), time: time, memory: functionMemory[function], total: total,
                                text: function.name) + "\n"
                 }
             }
@@ -120,20 +121,6 @@ public struct TableReport {
             }
         }
         return clip(out + " " + text)
-    }
-
-    func functionMemory(_ function: FunctionID) -> MemoryLine? {
-        guard let memory = profile.memory else { return nil }
-        var sum = MemoryLine()
-        var found = false
-        for (_, line) in memory.lines where line.function == function {
-            found = true
-            sum.allocatedMB += line.allocatedMB
-            sum.pythonMB += line.pythonMB
-            sum.peakMB += line.peakMB
-            sum.copiedMB += line.copiedMB
-        }
-        return found ? sum : nil
     }
 
     func isSignificant(_ time: LineTime?, _ memory: MemoryLine?, total: Double) -> Bool {

@@ -29,7 +29,8 @@ struct ProfileSession {
         memoryOptions.window = ProfileOptions.byteCount(options.memoryWindow) ?? memoryOptions.window
         memoryOptions.copyWindow = ProfileOptions.byteCount(options.copyWindow) ?? memoryOptions.copyWindow
         do {
-            return try MemorySession(target: target, sampler: sampler, options: memoryOptions)
+            return try MemorySession(target: target, sampler: sampler, options: memoryOptions,
+                                     cancelled: { scalene_stop_requested() != 0 })
         } catch {
             printError("scalene-attach: warning: memory profiling unavailable: \(InjectFailure.describe(error)); "
                        + "profiling CPU only (--cpu-only skips the attempt)")
