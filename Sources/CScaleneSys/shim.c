@@ -131,6 +131,14 @@ void scalene_install_stop_handlers(void) {
     sigaction(SIGHUP, &action, NULL);
     // A closed pipe on stdout must not kill us while the target is stopped or hooked.
     signal(SIGPIPE, SIG_IGN);
+    // A process inherits its parent thread's signal mask: started from a thread that blocks
+    // everything (a supervisor, a dispatch worker), we would never see Ctrl-C or SIGTERM.
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGHUP);
+    pthread_sigmask(SIG_UNBLOCK, &set, NULL);
 }
 int scalene_stop_requested(void) { return stop_signal != 0; }
 int scalene_stop_signal(void) { return stop_signal; }
@@ -167,6 +175,10 @@ void scalene_install_snapshot_handler(void) {
     sigemptyset(&action.sa_mask);
     action.sa_flags = SA_RESTART;
     sigaction(SIGUSR1, &action, NULL);
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGUSR1);
+    pthread_sigmask(SIG_UNBLOCK, &set, NULL);
 }
 
 int scalene_take_snapshot_request(void) {
