@@ -110,6 +110,29 @@ public struct OpcodeTable: Sendable, Equatable {
         }
         return nil                   // the unit is in a trailing run of EXTENDED_ARG prefixes
     }
+
+    /// For every code unit of `code`, the unit where its instruction starts (as `instructionStart`
+    /// would answer), or -1: the whole map in one pass, for readers that look up many units of the
+    /// same code object.
+    public func instructionStarts(in code: [UInt8]) -> [Int32] {
+        let units = code.count / Self.codeUnitSize
+        var starts = [Int32](repeating: -1, count: units)
+        var index = 0
+        var prefixStart = 0
+        while index < units {
+            let opcode = code[index * Self.codeUnitSize]
+            let end = index + 1 + cacheUnits(after: opcode)
+            if isExtendedArg(opcode) {
+                index = end
+                continue
+            }
+            guard end <= units else { break }
+            for unit in prefixStart..<end { starts[unit] = Int32(index) }
+            index = end
+            prefixStart = end
+        }
+        return starts
+    }
 }
 
 /// The generated opcode tables and how a version finds its table.

@@ -16,6 +16,9 @@ public struct CodeInfo: Sendable {
     public var bytecode: [UInt8]
     /// Address of the first code unit in the target (3.11+, where frames hold instruction pointers).
     public var bytecodeAddress: UInt64
+    /// For each code unit, the unit where its instruction starts (-1 if none); filled in by the
+    /// stack reader, which knows the opcode table.
+    public var instructionStarts: [Int32] = []
     /// Pointers and values that identify this code object, compared when the cache entry is
     /// re-validated (an address can be reused by a new code object after the old one is freed).
     public var fingerprint: Fingerprint

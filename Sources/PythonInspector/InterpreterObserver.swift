@@ -29,6 +29,8 @@ public final class InterpreterObserver<Memory: ProcessMemory> {
     private var tidResolver = PthreadTIDResolver()
     private var tidsByPthread: [UInt64: Int32] = [:]
     private var interpreter: UInt64?
+    /// The thread states found last time: usually still the list, read in one go.
+    private var lastThreadStates: [UInt64] = []
 
     public init(memory: Memory, layout: PythonLayout, opcodes: OpcodeTable?, runtimeAddress: UInt64,
                 codeType: UInt64?, maximumDepth: Int = 2048) {
@@ -51,7 +53,8 @@ public final class InterpreterObserver<Memory: ProcessMemory> {
     /// versions without `native_thread_id`, to map pthread ids to kernel ids.
     public func observe(taskIDs: @autoclosure () -> Set<Int32>) throws(MemoryReadError) -> [ThreadObservation] {
         let interp = try mainInterpreter()
-        let records = try threads.threads(of: interp)
+        let records = try threads.threads(of: interp, expected: lastThreadStates)
+        lastThreadStates = records.map(\.address)
         let holder = threads.gilHolder(interpreter: interp)
         if layout.thread.nativeThreadID == nil, records.contains(where: { $0.pthreadID != 0 && tidsByPthread[$0.pthreadID] == nil }) {
             // pthread ids are reused after a thread ends, so the whole map is rebuilt.
@@ -59,12 +62,13 @@ public final class InterpreterObserver<Memory: ProcessMemory> {
         }
         var result = [ThreadObservation]()
         result.reserveCapacity(records.count)
-        for record in records {
+        let starts = stacks.innermostFrames(threadStates: records.map(\.bytes))
+        for (record, start) in zip(records, starts) {
             var observation = ThreadObservation(threadState: record.address, pthreadID: record.pthreadID,
                                                 tid: record.nativeThreadID ?? tidsByPthread[record.pthreadID],
                                                 holdsGIL: holder == record.address, frames: [], walk: FrameWalk())
-            if let first = stacks.innermostFrame(threadState: record.bytes), first != 0 {
-                observation.walk = stacks.walk(from: first)
+            if let start {
+                observation.walk = stacks.walk(from: start.frame, window: start.window)
                 for raw in observation.walk.frames {
                     if let frame = stacks.resolve(raw) { observation.frames.append(frame) }
                     else { observation.walk.incomplete = true }

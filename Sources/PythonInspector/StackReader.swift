@@ -66,18 +66,58 @@ public final class StackReader<Memory: ProcessMemory> {
         return try? memory.pointer(at: pointer &+ UInt64(current))
     }
 
-    /// Walks from `frame` outwards.
-    public func walk(from frame: UInt64) -> FrameWalk {
+    /// The innermost frames of several threads, with the page of memory around each (the start of
+    /// each walk), in as few reads as possible: one for the `_PyCFrame` hop of 3.11–3.12, one for
+    /// the pages. Nil entries: no frame, or a read that failed (the caller walks those one by one).
+    public func innermostFrames(threadStates: [RemoteBytes]) -> [(frame: UInt64, window: RemoteBytes?)?] {
+        var frames: [UInt64?] = threadStates.map { $0.pointer(at: layout.thread.frame) }
+        if let current = layout.thread.cframeCurrentFrame {
+            let hops = frames.compactMap { $0 }.filter { $0 != 0 }.map { (address: $0 &+ UInt64(current), count: 8) }
+            if let read = memory.remoteBytes(batch: hops) {
+                var results = read.makeIterator()
+                frames = frames.map { cframe in
+                    guard let cframe, cframe != 0 else { return cframe }
+                    return results.next()?.pointer(at: 0)
+                }
+            } else {
+                frames = threadStates.map { innermostFrame(threadState: $0) }
+            }
+        }
+        let windows = frames.map { frame -> (address: UInt64, count: Int)? in
+            guard let frame, frame != 0 else { return nil }
+            return window(for: frame)
+        }
+        let read = memory.remoteBytes(batch: windows.compactMap { $0 })
+        var pages = read?.makeIterator()
+        return zip(frames, windows).map { frame, window in
+            guard let frame, frame != 0 else { return nil }
+            return (frame, window == nil ? nil : pages?.next())
+        }
+    }
+
+    /// The page-bounded range read for a frame: from the start of its page to its end, for the
+    /// interpreter-frame layouts whose callers sit below it; nil where that does not apply.
+    private func window(for address: UInt64) -> (address: UInt64, count: Int)? {
+        let end = address &+ UInt64(frameReadSize)
+        let pageStart = address & ~UInt64(4095)
+        guard layout.frame.instructionField == .previousInstructionPointer || layout.frame.instructionField == .instructionPointer,
+              end <= pageStart &+ 4096, end > address else { return nil }
+        return (pageStart, Int(end - pageStart))
+    }
+
+    /// Walks from `frame` outwards. `window`, if given, already holds the memory around `frame`.
+    public func walk(from frame: UInt64, window initial: RemoteBytes? = nil) -> FrameWalk {
         var walk = FrameWalk()
         var address = frame
         let f = layout.frame
         visited.removeAll(keepingCapacity: true)
+        var window = initial
         while address != 0 {
             guard walk.frames.count < maximumDepth, visited.insert(address).inserted else {
                 walk.truncated = true
                 break
             }
-            guard let bytes = try? memory.remoteBytes(at: address, count: frameReadSize),
+            guard let bytes = frameBytes(at: address, window: &window),
                   let code = bytes.pointer(at: f.code), let previous = bytes.pointer(at: f.previous) else {
                 walk.incomplete = true
                 break
@@ -98,10 +138,27 @@ public final class StackReader<Memory: ProcessMemory> {
         return walk
     }
 
+    /// The bytes of the frame at `address`. Interpreter frames (3.11+) sit next to each other in the
+    /// thread's data stack, callers below callees: one read from the start of the frame's page
+    /// brings in the frames below it on that page too, so a typical stack costs one or two reads
+    /// instead of one per frame.
+    private func frameBytes(at address: UInt64, window: inout RemoteBytes?) -> RemoteBytes? {
+        let end = address &+ UInt64(frameReadSize)
+        if let current = window, address >= current.address, end <= current.address &+ UInt64(current.count) {
+            return current.slice(Int(address - current.address), frameReadSize)
+                .map { RemoteBytes(address: address, storage: Array($0)) }
+        }
+        guard let range = self.window(for: address) else { return try? memory.remoteBytes(at: address, count: frameReadSize) }
+        guard let page = try? memory.remoteBytes(at: range.address, count: range.count) else { return nil }
+        window = page
+        return page.slice(Int(address - range.address), frameReadSize).map { RemoteBytes(address: address, storage: Array($0)) }
+    }
+
     /// The cached or freshly read code object at `address`.
     public func codeInfo(at address: UInt64) -> CodeInfo? {
         if let cached = cache[address] { return cached }
-        guard let info = codeReader.read(at: address) else { return nil }
+        guard var info = codeReader.read(at: address) else { return nil }
+        if let opcodes { info.instructionStarts = opcodes.instructionStarts(in: info.bytecode) }
         if cache.count >= cacheLimit { cache.removeAll(keepingCapacity: true) }
         cache[address] = info
         return info
@@ -143,8 +200,10 @@ public final class StackReader<Memory: ProcessMemory> {
 
     /// The instruction a frame is executing: its opcode (as stored, possibly specialised) and class.
     public func instruction(of frame: ResolvedFrame) -> (opcode: UInt8, name: String?, kind: InstructionClass)? {
-        guard let opcodes, frame.codeUnit >= 0,
-              let located = opcodes.instructionStart(containing: frame.codeUnit, in: frame.code.bytecode) else { return nil }
-        return (located.opcode, opcodes.name(of: opcodes.base(of: located.opcode)), opcodes.instructionClass(of: located.opcode))
+        guard let opcodes, frame.codeUnit >= 0, frame.codeUnit < frame.code.instructionStarts.count else { return nil }
+        let start = Int(frame.code.instructionStarts[frame.codeUnit])
+        guard start >= 0, start * 2 < frame.code.bytecode.count else { return nil }
+        let opcode = frame.code.bytecode[start * 2]
+        return (opcode, opcodes.name(of: opcodes.base(of: opcode)), opcodes.instructionClass(of: opcode))
     }
 }

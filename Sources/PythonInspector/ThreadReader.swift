@@ -60,12 +60,36 @@ public struct ThreadReader<Memory: ProcessMemory>: Sendable {
             guard bytes.pointer(at: layout.thread.interp) == interpreter else {
                 throw .unmapped(address: address, length: 0)
             }
-            let native = layout.thread.nativeThreadID.flatMap { bytes.int32(at: $0) }
-            result.append(ThreadRecord(address: address, pthreadID: bytes.pointer(at: layout.thread.threadID) ?? 0,
-                                       nativeThreadID: native.flatMap { $0 > 0 ? $0 : nil }, bytes: bytes))
+            result.append(record(at: address, bytes: bytes))
             address = bytes.pointer(at: layout.thread.next) ?? 0
         }
         return result
+    }
+
+    /// The thread states, in one batched read when the list still holds exactly the `expected`
+    /// states (the usual case from one sample to the next): the list head and every expected state
+    /// are read together and the chain of `next` pointers is checked. Otherwise the list is walked.
+    public func threads(of interpreter: UInt64, expected: [UInt64]) throws(MemoryReadError) -> [ThreadRecord] {
+        guard !expected.isEmpty, expected.count < 63 else { return try threads(of: interpreter) }
+        let head = (address: interpreter &+ UInt64(layout.interpreter.threadsHead), count: 8)
+        guard let copies = memory.remoteBytes(batch: [head] + expected.map { ($0, threadReadSize) }),
+              copies[0].pointer(at: 0) == expected[0] else { return try threads(of: interpreter) }
+        var result = [ThreadRecord]()
+        result.reserveCapacity(expected.count)
+        for (index, bytes) in copies.dropFirst().enumerated() {
+            let next = index + 1 < expected.count ? expected[index + 1] : 0
+            guard bytes.pointer(at: layout.thread.next) == next, bytes.pointer(at: layout.thread.interp) == interpreter else {
+                return try threads(of: interpreter)
+            }
+            result.append(record(at: expected[index], bytes: bytes))
+        }
+        return result
+    }
+
+    func record(at address: UInt64, bytes: RemoteBytes) -> ThreadRecord {
+        let native = layout.thread.nativeThreadID.flatMap { bytes.int32(at: $0) }
+        return ThreadRecord(address: address, pthreadID: bytes.pointer(at: layout.thread.threadID) ?? 0,
+                            nativeThreadID: native.flatMap { $0 > 0 ? $0 : nil }, bytes: bytes)
     }
 
     /// The thread state holding the GIL, or nil when no thread holds it (or it cannot be told).

@@ -17,6 +17,10 @@ public protocol ProcessMemory: Sendable {
     /// Copies `buffer.count` bytes at `address` into `buffer`, or throws. Partial reads throw
     /// `.unmapped`.
     func read(into buffer: UnsafeMutableRawBufferPointer, at address: UInt64) throws(MemoryReadError)
+
+    /// Copies several ranges, in as few system calls as the memory allows; nil if any range could
+    /// not be read (the caller then reads them one by one).
+    func remoteBytes(batch: [(address: UInt64, count: Int)]) -> [RemoteBytes]?
 }
 
 extension ProcessMemory {
@@ -83,6 +87,16 @@ public struct RemoteBytes: Sendable {
 }
 
 extension ProcessMemory {
+    public func remoteBytes(batch: [(address: UInt64, count: Int)]) -> [RemoteBytes]? {
+        var result = [RemoteBytes]()
+        result.reserveCapacity(batch.count)
+        for request in batch {
+            guard let bytes = try? remoteBytes(at: request.address, count: request.count) else { return nil }
+            result.append(bytes)
+        }
+        return result
+    }
+
     /// Copies `count` bytes at `address` as a `RemoteBytes` value.
     public func remoteBytes(at address: UInt64, count: Int) throws(MemoryReadError) -> RemoteBytes {
         RemoteBytes(address: address, storage: try bytes(at: address, count: count))

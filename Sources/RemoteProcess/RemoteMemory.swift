@@ -48,6 +48,38 @@ public struct RemoteMemory: ProcessMemory {
         return n == total
     }
 
+    /// Several ranges in one `process_vm_readv` per 64 ranges.
+    public func remoteBytes(batch: [(address: UInt64, count: Int)]) -> [RemoteBytes]? {
+        var result = [RemoteBytes]()
+        result.reserveCapacity(batch.count)
+        var start = 0
+        while start < batch.count {
+            let chunk = Array(batch[start..<min(batch.count, start + 64)])
+            // One buffer for the whole chunk, cut into the requested ranges.
+            var offsets = [Int]()
+            var total = 0
+            for request in chunk {
+                guard request.count > 0 else { return nil }
+                offsets.append(total)
+                total += request.count
+            }
+            var storage = [UInt8](repeating: 0, count: total)
+            let ok = storage.withUnsafeMutableBytes { raw in
+                readBatch(chunk.indices.map { index in
+                    (chunk[index].address,
+                     UnsafeMutableRawBufferPointer(rebasing: raw[offsets[index]..<(offsets[index] + chunk[index].count)]))
+                })
+            }
+            guard ok else { return nil }
+            for index in chunk.indices {
+                result.append(RemoteBytes(address: chunk[index].address,
+                                          storage: Array(storage[offsets[index]..<(offsets[index] + chunk[index].count)])))
+            }
+            start += chunk.count
+        }
+        return result
+    }
+
     /// Writes bytes into the target (used only by the injector, with the target stopped).
     public func write(_ bytes: [UInt8], at address: UInt64) throws(MemoryReadError) {
         guard !bytes.isEmpty else { return }
