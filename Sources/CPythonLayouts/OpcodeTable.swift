@@ -93,27 +93,17 @@ public struct OpcodeTable: Sendable, Equatable {
     /// Nil when `unit` is outside the code, or when the walk runs off the end of the code inside an
     /// instruction (torn or truncated data). Never traps; at most `code.count / 2` steps.
     public func instructionStart(containing unit: Int, in code: [UInt8]) -> (start: Int, opcode: UInt8)? {
-        let units = code.count / Self.codeUnitSize
-        guard unit >= 0, unit < units else { return nil }
-        var index = 0
-        while index < units {
-            let opcode = code[index * Self.codeUnitSize]
-            let end = index + 1 + cacheUnits(after: opcode)
-            if isExtendedArg(opcode) {
-                index = end
-                continue
-            }
-            guard end <= units else { return nil }
-            // Units before `index` not returned yet are this instruction's prefixes.
-            if unit < end { return (index, opcode) }
-            index = end
-        }
-        return nil                   // the unit is in a trailing run of EXTENDED_ARG prefixes
+        let starts = instructionStarts(in: code)
+        guard unit >= 0, unit < starts.count, starts[unit] >= 0 else { return nil }
+        let start = Int(starts[unit])
+        return (start, code[start * Self.codeUnitSize])
     }
 
-    /// For every code unit of `code`, the unit where its instruction starts (as `instructionStart`
-    /// would answer), or -1: the whole map in one pass, for readers that look up many units of the
-    /// same code object.
+    /// For every code unit of `code`, the unit where its instruction starts, or -1 (a unit past a
+    /// truncated instruction or in a trailing run of EXTENDED_ARG prefixes): the whole map in one
+    /// pass, for readers that look up many units of the same code object. Each instruction is one
+    /// unit plus the inline-cache units of its base opcode; EXTENDED_ARG prefixes belong to the
+    /// instruction they prefix.
     public func instructionStarts(in code: [UInt8]) -> [Int32] {
         let units = code.count / Self.codeUnitSize
         var starts = [Int32](repeating: -1, count: units)

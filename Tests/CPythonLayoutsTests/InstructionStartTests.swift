@@ -179,22 +179,3 @@ import Testing
         }
     }
 }
-
-@Suite("instruction start map")
-struct InstructionStartMapTests {
-    @Test("the one-pass map agrees with instructionStart on every unit of real and garbage code")
-    func agreesWithLookup() throws {
-        for table in OpcodeTables.all {
-            var generator = SystemRandomNumberGenerator()
-            for length in [0, 1, 2, 7, 64, 301] {
-                let code = (0..<(length * 2)).map { _ in UInt8.random(in: 0...255, using: &generator) }
-                let starts = table.instructionStarts(in: code)
-                #expect(starts.count == length)
-                for unit in 0..<length {
-                    let expected = table.instructionStart(containing: unit, in: code).map { Int32($0.start) } ?? -1
-                    #expect(starts[unit] == expected, "\(table.versionDescription) unit \(unit)")
-                }
-            }
-        }
-    }
-}
