@@ -66,18 +66,7 @@ long scalene_ptrace_set_xstate(pid_t tid, void *buffer, size_t length) {
     struct iovec io = { .iov_base = buffer, .iov_len = length };
     return ptrace(PTRACE_SETREGSET, tid, (void *)(uintptr_t)NT_X86_XSTATE, &io);
 }
-long scalene_ptrace_peek(pid_t tid, uint64_t address, uint64_t *word) {
-    errno = 0;
-    long value = ptrace(PTRACE_PEEKDATA, tid, (void *)(uintptr_t)address, NULL);
-    if (value == -1 && errno != 0) return -1;
-    *word = (uint64_t)value;
-    return 0;
-}
-long scalene_ptrace_poke(pid_t tid, uint64_t address, uint64_t word) {
-    return ptrace(PTRACE_POKEDATA, tid, (void *)(uintptr_t)address, (void *)(uintptr_t)word);
-}
 
-const unsigned long scalene_ptrace_o_exitkill = 0; // never kill the target when we exit
 const int scalene_ptrace_event_stop = PTRACE_EVENT_STOP;
 
 pid_t scalene_waitpid(pid_t pid, int *status, int nohang) {
@@ -96,7 +85,6 @@ int scalene_wstopsig(int status) { return WSTOPSIG(status); }
 int scalene_wptrace_event(int status) { return (status >> 16) & 0xff; }
 
 pid_t scalene_gettid(void) { return (pid_t)syscall(SYS_gettid); }
-int scalene_tgkill(pid_t pid, pid_t tid, int signal) { return (int)syscall(SYS_tgkill, pid, tid, signal); }
 
 int scalene_sleep_until(uint64_t deadline_ns) {
     struct timespec ts = { .tv_sec = (time_t)(deadline_ns / 1000000000ull),

@@ -70,6 +70,14 @@ public struct LineTime: Sendable, Equatable {
 
     public init() {}
 
+    /// Adds one attributed share of a sample taken at `time` (seconds since the start).
+    mutating func record(_ share: Attribution.Share, at time: Double) {
+        self.time += share.split
+        cpu += share.cpu
+        samples += 1
+        Reservoir.add(time, to: &sampleTimes, count: samples)
+    }
+
     mutating func merge(_ other: LineTime) {
         time += other.time
         cpu += other.cpu

@@ -234,12 +234,8 @@ public final class Sampler {
         for share in shares {
             let time = share.fromEarlier ? sinceStart - wall : sinceStart
             if let location = share.location {
-                var line = track.lineTime[location] ?? LineTime()
-                line.time += share.split
-                line.cpu += share.cpu
-                line.samples += 1
-                Reservoir.add(time, to: &line.sampleTimes, count: line.samples)
-                track.lineTime[location] = line
+                // Mutated in place: a copy out and back would copy the sample-time list every tick.
+                track.lineTime[location, default: LineTime()].record(share, at: time)
             } else {
                 track.profile.outside += share.split
             }

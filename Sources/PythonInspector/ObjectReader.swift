@@ -40,26 +40,15 @@ public struct ObjectReader<Memory: ProcessMemory>: Sendable {
         guard let data = try? memory.bytes(at: object &+ UInt64(dataOffset), count: Int(length) * kind) else {
             return nil
         }
-        switch kind {
-        case 1:
-            // Latin-1: every byte is the code point of the same value.
-            return ascii ? String(decoding: data, as: UTF8.self)
-                         : String(String.UnicodeScalarView(data.map { Unicode.Scalar($0) }))
-        case 2:
-            var scalars = String.UnicodeScalarView()
-            for i in stride(from: 0, to: data.count, by: 2) {
-                let value = UInt32(data[i]) | UInt32(data[i + 1]) << 8
-                scalars.append(Unicode.Scalar(value) ?? "\u{FFFD}")
-            }
-            return String(scalars)
-        default:
-            var scalars = String.UnicodeScalarView()
-            for i in stride(from: 0, to: data.count, by: 4) {
-                let value = UInt32(data[i]) | UInt32(data[i + 1]) << 8 | UInt32(data[i + 2]) << 16 | UInt32(data[i + 3]) << 24
-                scalars.append(Unicode.Scalar(value) ?? "\u{FFFD}")
-            }
-            return String(scalars)
+        if ascii { return String(decoding: data, as: UTF8.self) }
+        // Latin-1, UCS-2 or UCS-4: `kind` little-endian bytes per code point.
+        var scalars = String.UnicodeScalarView()
+        for start in stride(from: 0, to: data.count, by: kind) {
+            var value: UInt32 = 0
+            for byte in 0..<kind { value |= UInt32(data[start + byte]) << (8 * UInt32(byte)) }
+            scalars.append(Unicode.Scalar(value) ?? "\u{FFFD}")
         }
+        return String(scalars)
     }
 
     /// A `bytes` object's contents, up to `limit` bytes.

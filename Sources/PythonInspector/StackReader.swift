@@ -145,13 +145,12 @@ public final class StackReader<Memory: ProcessMemory> {
     private func frameBytes(at address: UInt64, window: inout RemoteBytes?) -> RemoteBytes? {
         let end = address &+ UInt64(frameReadSize)
         if let current = window, address >= current.address, end <= current.address &+ UInt64(current.count) {
-            return current.slice(Int(address - current.address), frameReadSize)
-                .map { RemoteBytes(address: address, storage: Array($0)) }
+            return current.subrange(Int(address - current.address), frameReadSize)
         }
         guard let range = self.window(for: address) else { return try? memory.remoteBytes(at: address, count: frameReadSize) }
         guard let page = try? memory.remoteBytes(at: range.address, count: range.count) else { return nil }
         window = page
-        return page.slice(Int(address - range.address), frameReadSize).map { RemoteBytes(address: address, storage: Array($0)) }
+        return page.subrange(Int(address - range.address), frameReadSize)
     }
 
     /// The cached or freshly read code object at `address`.

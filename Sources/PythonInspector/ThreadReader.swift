@@ -70,7 +70,7 @@ public struct ThreadReader<Memory: ProcessMemory>: Sendable {
     /// states (the usual case from one sample to the next): the list head and every expected state
     /// are read together and the chain of `next` pointers is checked. Otherwise the list is walked.
     public func threads(of interpreter: UInt64, expected: [UInt64]) throws(MemoryReadError) -> [ThreadRecord] {
-        guard !expected.isEmpty, expected.count < 63 else { return try threads(of: interpreter) }
+        guard !expected.isEmpty else { return try threads(of: interpreter) }
         let head = (address: interpreter &+ UInt64(layout.interpreter.threadsHead), count: 8)
         guard let copies = memory.remoteBytes(batch: [head] + expected.map { ($0, threadReadSize) }),
               copies[0].pointer(at: 0) == expected[0] else { return try threads(of: interpreter) }

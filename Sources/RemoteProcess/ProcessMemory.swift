@@ -59,19 +59,28 @@ extension ProcessMemory {
 /// nil rather than trapping when an offset falls outside the copy (torn or wrong data is normal).
 public struct RemoteBytes: Sendable {
     public let address: UInt64
-    public let storage: [UInt8]
+    /// A view into a buffer that several values may share (see `subrange`).
+    private let bytes: ArraySlice<UInt8>
 
     public init(address: UInt64, storage: [UInt8]) {
         self.address = address
-        self.storage = storage
+        self.bytes = storage[...]
     }
 
-    public var count: Int { storage.count }
+    private init(address: UInt64, bytes: ArraySlice<UInt8>) {
+        self.address = address
+        self.bytes = bytes
+    }
+
+    /// The bytes, as an array of their own.
+    public var storage: [UInt8] { Array(bytes) }
+
+    public var count: Int { bytes.count }
 
     public func integer<T: FixedWidthInteger>(_: T.Type = T.self, at offset: Int) -> T? {
         let size = MemoryLayout<T>.size
-        guard offset >= 0, offset <= storage.count - size else { return nil }
-        return storage.withUnsafeBytes { raw in
+        guard offset >= 0, offset <= bytes.count - size else { return nil }
+        return bytes.withUnsafeBytes { raw in
             T(littleEndian: raw.loadUnaligned(fromByteOffset: offset, as: T.self))
         }
     }
@@ -81,8 +90,19 @@ public struct RemoteBytes: Sendable {
     public func uint8(at offset: Int) -> UInt8? { integer(UInt8.self, at: offset) }
 
     public func slice(_ offset: Int, _ length: Int) -> ArraySlice<UInt8>? {
-        guard offset >= 0, length >= 0, offset <= storage.count - length else { return nil }
-        return storage[offset..<(offset + length)]
+        guard offset >= 0, length >= 0, offset <= bytes.count - length else { return nil }
+        return bytes[(bytes.startIndex + offset)..<(bytes.startIndex + offset + length)]
+    }
+
+    /// The same bytes, said to come from `address` (for a buffer that gathers several reads).
+    public init(rebasing other: RemoteBytes, at address: UInt64) {
+        self.init(address: address, bytes: other.bytes)
+    }
+
+    /// `length` bytes at `offset` as a value of their own, sharing this one's buffer (no copy: the
+    /// stack reader cuts many frames out of one page read).
+    public func subrange(_ offset: Int, _ length: Int) -> RemoteBytes? {
+        slice(offset, length).map { RemoteBytes(address: address &+ UInt64(offset), bytes: $0) }
     }
 }
 

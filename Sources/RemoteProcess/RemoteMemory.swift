@@ -71,9 +71,10 @@ public struct RemoteMemory: ProcessMemory {
                 })
             }
             guard ok else { return nil }
+            let whole = RemoteBytes(address: 0, storage: storage)
             for index in chunk.indices {
-                result.append(RemoteBytes(address: chunk[index].address,
-                                          storage: Array(storage[offsets[index]..<(offsets[index] + chunk[index].count)])))
+                guard let part = whole.subrange(offsets[index], chunk[index].count) else { return nil }
+                result.append(RemoteBytes(rebasing: part, at: chunk[index].address))
             }
             start += chunk.count
         }

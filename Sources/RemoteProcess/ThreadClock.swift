@@ -56,38 +56,12 @@ public final class ThreadClock {
 
     /// The leading decimal number of `bytes` (schedstat's first field).
     public static func firstNumber(_ bytes: UnsafeRawBufferPointer) -> UInt64? {
-        var value: UInt64 = 0
-        var digits = 0
-        for byte in bytes {
-            guard byte >= 48 && byte <= 57 else { break }
-            value = value &* 10 &+ UInt64(byte - 48)
-            digits += 1
-        }
-        return digits > 0 ? value : nil
+        UInt64(decimal: bytes.prefix { $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") })
     }
 
-    /// State (field 3) and stime (field 15) of a stat line, counted after the command's last ')'.
+    /// State (field 3) and stime (field 15) of a stat line.
     public static func stateAndSystemTicks(_ bytes: UnsafeRawBufferPointer) -> (UInt8, UInt64)? {
-        var close = -1
-        for index in stride(from: bytes.count - 1, through: 0, by: -1) where bytes[index] == UInt8(ascii: ")") {
-            close = index
-            break
-        }
-        guard close >= 0 else { return nil }
-        var field = 2
-        var index = close + 1
-        var state: UInt8 = 0
-        while index < bytes.count {
-            while index < bytes.count && bytes[index] == 32 { index += 1 }
-            field += 1
-            let start = index
-            while index < bytes.count && bytes[index] != 32 && bytes[index] != 10 { index += 1 }
-            if field == 3, start < bytes.count { state = bytes[start] }
-            if field == 15 {
-                return firstNumber(UnsafeRawBufferPointer(rebasing: bytes[start..<index])).map { (state, $0) }
-            }
-        }
-        return nil
+        ThreadStat.times(bytes).map { ($0.state, $0.system) }
     }
 
     /// Nanoseconds per stat clock tick.

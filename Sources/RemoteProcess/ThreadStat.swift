@@ -17,30 +17,48 @@ public struct ThreadStat: Sendable, Equatable {
 
     public var isRunning: Bool { state == "R" }
 
-    /// Parses the text of a stat file. The command is in parentheses and may itself contain spaces
-    /// and parentheses, so fields are counted from the last ')'.
+    /// Parses the text of a stat file.
     public init?(parsing bytes: some Collection<UInt8>) {
         let array = Array(bytes)
-        guard let open = array.firstIndex(of: UInt8(ascii: "(")),
-              let close = array.lastIndex(of: UInt8(ascii: ")")), close > open else { return nil }
-        command = String(decoding: array[(open + 1)..<close], as: UTF8.self)
-        var fields = [ArraySlice<UInt8>]()
-        fields.reserveCapacity(16)
+        guard let open = array.firstIndex(of: UInt8(ascii: "(")), let times = Self.times(array), times.close > open else {
+            return nil
+        }
+        command = String(decoding: array[(open + 1)..<times.close], as: UTF8.self)
+        state = Character(Unicode.Scalar(times.state))
+        userTicks = times.user
+        systemTicks = times.system
+    }
+
+    /// State (field 3), utime (field 14) and stime (field 15) of a stat line, and where the command
+    /// ends. The command is in parentheses and may itself contain spaces and parentheses, so fields
+    /// are counted from the last ')'. Works on raw buffers too (the sampler re-reads stat files
+    /// without copying them).
+    static func times<Bytes: BidirectionalCollection<UInt8>>(_ bytes: Bytes)
+        -> (state: UInt8, user: UInt64, system: UInt64, close: Int)? where Bytes.Index == Int
+    {
+        guard let close = bytes.lastIndex(of: UInt8(ascii: ")")) else { return nil }
+        var field = 2
         var index = close + 1
-        while index < array.count && fields.count < 13 {
-            while index < array.count && array[index] == UInt8(ascii: " ") { index += 1 }
+        var state: UInt8 = 0
+        var user: UInt64 = 0
+        while index < bytes.endIndex {
+            while index < bytes.endIndex && bytes[index] == UInt8(ascii: " ") { index += 1 }
             let start = index
-            while index < array.count && array[index] != UInt8(ascii: " ") && array[index] != UInt8(ascii: "\n") {
+            while index < bytes.endIndex && bytes[index] != UInt8(ascii: " ") && bytes[index] != UInt8(ascii: "\n") {
                 index += 1
             }
-            if start < index { fields.append(array[start..<index]) } else { break }
+            guard start < index else { return nil }
+            field += 1
+            switch field {
+            case 3: state = bytes[start]
+            case 14: guard let value = UInt64(decimal: bytes[start..<index]) else { return nil }; user = value
+            case 15:
+                guard let system = UInt64(decimal: bytes[start..<index]) else { return nil }
+                return (state, user, system, close)
+            default: break
+            }
         }
-        // fields[0] is field 3 (state); utime and stime are fields 14 and 15.
-        guard fields.count >= 13, let letter = fields[0].first,
-              let user = UInt64(decimal: fields[11]), let system = UInt64(decimal: fields[12]) else { return nil }
-        state = Character(Unicode.Scalar(letter))
-        userTicks = user
-        systemTicks = system
+        return nil
     }
 }
 

@@ -127,11 +127,6 @@ public final class ThreadStopper {
         }
     }
 
-    /// Remembers a signal that arrived for `tid` while we held it, to re-deliver on release.
-    public func deferSignal(_ signal: Int32, for tid: Int32) {
-        if seized[tid] != nil { seized[tid] = signal }
-    }
-
     /// Resumes every seized thread, re-delivering signals that arrived while it was stopped.
     public func resumeAll() {
         for (tid, signal) in seized {

@@ -80,16 +80,20 @@ static void sleep_ns(long ns) {
 
 static struct scalene_channel *g_ch; // the agent thread's view (g_channel is the hooks' view)
 
-static void ch_message(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void ch_message(const char *fmt, ...) {
+static void ch_vmessage(const char *fmt, va_list ap) {
     if (!g_ch) return;
     char buf[SCALENE_MESSAGE_SIZE];
-    va_list ap;
-    va_start(ap, fmt);
     vsnprintf(buf, sizeof buf, fmt, ap);
-    va_end(ap);
     memcpy(g_ch->message, buf, sizeof buf);
     g_ch->message[SCALENE_MESSAGE_SIZE - 1] = '\0';
+}
+
+static void ch_message(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void ch_message(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    ch_vmessage(fmt, ap);
+    va_end(ap);
 }
 
 static void ch_state(uint32_t state) { __atomic_store_n(&g_ch->state, state, __ATOMIC_RELEASE); }
@@ -116,13 +120,10 @@ static void channel_unmap(void) {
 static void fail(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void fail(int code, const char *fmt, ...) {
     if (g_ch) {
-        char buf[SCALENE_MESSAGE_SIZE];
         va_list ap;
         va_start(ap, fmt);
-        vsnprintf(buf, sizeof buf, fmt, ap);
+        ch_vmessage(fmt, ap);
         va_end(ap);
-        memcpy(g_ch->message, buf, sizeof buf);
-        g_ch->message[SCALENE_MESSAGE_SIZE - 1] = '\0';
         g_ch->error_code = code;
         ch_state(SCALENE_AGENT_FAILED);
     }

@@ -33,12 +33,7 @@ long scalene_ptrace_setregs(pid_t tid, const struct user_regs_struct *_Nonnull r
 // PTRACE_GETREGSET/SETREGSET with NT_X86_XSTATE: the full FPU/SSE/AVX state. `length` is in/out.
 long scalene_ptrace_get_xstate(pid_t tid, void *_Nonnull buffer, size_t *_Nonnull length);
 long scalene_ptrace_set_xstate(pid_t tid, void *_Nonnull buffer, size_t length);
-// PTRACE_PEEKDATA: the word goes to `word`, so that a word of -1 is distinguishable from failure.
-long scalene_ptrace_peek(pid_t tid, uint64_t address, uint64_t *_Nonnull word);
-long scalene_ptrace_poke(pid_t tid, uint64_t address, uint64_t word);
-
-// PTRACE_O_* options and event numbers the tracer uses.
-extern const unsigned long scalene_ptrace_o_exitkill;
+// The PTRACE_EVENT_STOP number (the stop PTRACE_INTERRUPT causes).
 extern const int scalene_ptrace_event_stop;
 
 // waitpid with __WALL so that every thread of the target can be waited for.
@@ -54,8 +49,6 @@ int scalene_wptrace_event(int status);
 
 // The kernel's thread id of the caller.
 pid_t scalene_gettid(void);
-// Sends `signal` to thread `tid` of process `pid`.
-int scalene_tgkill(pid_t pid, pid_t tid, int signal);
 
 // Sleeps until the CLOCK_MONOTONIC time `deadline_ns`. Returns 0, or an errno value (EINTR).
 int scalene_sleep_until(uint64_t deadline_ns);
