@@ -108,8 +108,10 @@ public final class Channel {
     public func drain(into samples: inout [AgentSample]) {
         let written = scalene_load_u64(&header.pointee.write_index)
         var index = scalene_load_u64(&header.pointee.read_index)
-        let recordSize = Int(header.pointee.record_size)
-        let recordsBase = base + Int(header.pointee.header_size)
+        // Our own sizes, never the header's: the mapping is writable by the target, and a size read
+        // back from it could point our reads outside the mapping.
+        let recordSize = MemoryLayout<scalene_sample>.size
+        let recordsBase = base + MemoryLayout<scalene_channel>.size
         while index < written {
             let record = (recordsBase + Int(index & (capacity - 1)) * recordSize).assumingMemoryBound(to: scalene_sample.self)
             let sequence = scalene_load_u64(&record.pointee.sequence)

@@ -124,8 +124,8 @@ public final class MemorySession {
 
     /// The agent's hook counts while armed (they drop to zero once it has restored everything).
     private func recordHookCounts() {
-        statistics.hookedSlots = max(statistics.hookedSlots, Int(channel.hookedSlots))
-        statistics.hookedObjects = max(statistics.hookedObjects, Int(channel.hookedObjects))
+        statistics.hookedSlots = max(statistics.hookedSlots, Int(clamping: channel.hookedSlots))
+        statistics.hookedObjects = max(statistics.hookedObjects, Int(clamping: channel.hookedObjects))
         statistics.pythonAllocatorHooked = statistics.pythonAllocatorHooked || channel.pythonHooks
     }
 
@@ -191,8 +191,8 @@ public final class MemorySession {
     /// The memory profile so far.
     public func profile(elapsed: Double) -> MemoryProfile {
         var stats = statistics
-        stats.droppedSamples = Int(channel.dropped) + channel.abandonedSlots
-        stats.untrackedFrees = Int(channel.untrackedFrees)
+        stats.droppedSamples = Int(clamping: channel.dropped) &+ channel.abandonedSlots
+        stats.untrackedFrees = Int(clamping: channel.untrackedFrees)
         return aggregator.profile(elapsed: elapsed, window: options.window, copyWindow: options.copyWindow, agent: stats)
     }
 

@@ -27,7 +27,9 @@ extension LayoutTables {
                     cframeCurrentFrame: nil,
                     threadID: 176,
                     nativeThreadID: nil,
-                    size: 264
+                    size: 264,
+                    datastackChunk: nil,
+                    stackChunk: nil
                 ),
                 frame: FrameOffsets(
                     previous: 24,
@@ -54,6 +56,7 @@ extension LayoutTables {
             objects: objects3_8_18,
             allocator: AllocatorConstants(poolSize: 4096, arenaSize: 262144, smallRequestThreshold: 512, alignment: 16),
             frameOwnerCStack: nil,
+            stackChunk: nil,
             debugOffsetsSize: nil,
             interpretersMainFromHead: nil
         ),
@@ -80,7 +83,9 @@ extension LayoutTables {
                     cframeCurrentFrame: nil,
                     threadID: 176,
                     nativeThreadID: nil,
-                    size: 264
+                    size: 264,
+                    datastackChunk: nil,
+                    stackChunk: nil
                 ),
                 frame: FrameOffsets(
                     previous: 24,
@@ -107,6 +112,7 @@ extension LayoutTables {
             objects: objects3_9_18,
             allocator: AllocatorConstants(poolSize: 4096, arenaSize: 262144, smallRequestThreshold: 512, alignment: 16),
             frameOwnerCStack: nil,
+            stackChunk: nil,
             debugOffsetsSize: nil,
             interpretersMainFromHead: nil
         ),
@@ -133,7 +139,9 @@ extension LayoutTables {
                     cframeCurrentFrame: nil,
                     threadID: 176,
                     nativeThreadID: nil,
-                    size: 280
+                    size: 280,
+                    datastackChunk: nil,
+                    stackChunk: nil
                 ),
                 frame: FrameOffsets(
                     previous: 24,
@@ -160,6 +168,7 @@ extension LayoutTables {
             objects: objects3_10_13,
             allocator: AllocatorConstants(poolSize: 16384, arenaSize: 1048576, smallRequestThreshold: 512, alignment: 16),
             frameOwnerCStack: nil,
+            stackChunk: nil,
             debugOffsetsSize: nil,
             interpretersMainFromHead: nil
         ),
@@ -186,7 +195,9 @@ extension LayoutTables {
                     cframeCurrentFrame: 8,
                     threadID: 152,
                     nativeThreadID: 160,
-                    size: 360
+                    size: 360,
+                    datastackChunk: 296,
+                    stackChunk: StackChunkOffsets(previous: 0, size: 8, data: 24)
                 ),
                 frame: FrameOffsets(
                     previous: 48,
@@ -213,6 +224,7 @@ extension LayoutTables {
             objects: objects3_11_2,
             allocator: AllocatorConstants(poolSize: 16384, arenaSize: 1048576, smallRequestThreshold: 512, alignment: 16),
             frameOwnerCStack: nil,
+            stackChunk: StackChunkOffsets(previous: 0, size: 8, data: 24),
             debugOffsetsSize: nil,
             interpretersMainFromHead: nil
         ),
@@ -239,7 +251,9 @@ extension LayoutTables {
                     cframeCurrentFrame: 8,
                     threadID: 152,
                     nativeThreadID: 160,
-                    size: 360
+                    size: 360,
+                    datastackChunk: 296,
+                    stackChunk: StackChunkOffsets(previous: 0, size: 8, data: 24)
                 ),
                 frame: FrameOffsets(
                     previous: 48,
@@ -266,6 +280,7 @@ extension LayoutTables {
             objects: objects3_11_7,
             allocator: AllocatorConstants(poolSize: 16384, arenaSize: 1048576, smallRequestThreshold: 512, alignment: 16),
             frameOwnerCStack: nil,
+            stackChunk: StackChunkOffsets(previous: 0, size: 8, data: 24),
             debugOffsetsSize: nil,
             interpretersMainFromHead: nil
         ),
@@ -292,7 +307,9 @@ extension LayoutTables {
                     cframeCurrentFrame: 0,
                     threadID: 136,
                     nativeThreadID: 144,
-                    size: 288
+                    size: 288,
+                    datastackChunk: 232,
+                    stackChunk: StackChunkOffsets(previous: 0, size: 8, data: 24)
                 ),
                 frame: FrameOffsets(
                     previous: 8,
@@ -319,6 +336,7 @@ extension LayoutTables {
             objects: objects3_12_1,
             allocator: AllocatorConstants(poolSize: 16384, arenaSize: 1048576, smallRequestThreshold: 512, alignment: 16),
             frameOwnerCStack: 3,
+            stackChunk: StackChunkOffsets(previous: 0, size: 8, data: 24),
             debugOffsetsSize: nil,
             interpretersMainFromHead: nil
         ),
@@ -329,6 +347,7 @@ extension LayoutTables {
             objects: objects3_13_0,
             allocator: AllocatorConstants(poolSize: 16384, arenaSize: 1048576, smallRequestThreshold: 512, alignment: 16),
             frameOwnerCStack: 3,
+            stackChunk: StackChunkOffsets(previous: 0, size: 8, data: 24),
             debugOffsetsSize: 584,
             interpretersMainFromHead: 8
         ),
