@@ -44,6 +44,11 @@ public struct WalkStart: Sendable {
 public struct FrameWindow: Sendable {
     public var bytes: RemoteBytes
     public var isChunk: Bool
+
+    public init(bytes: RemoteBytes, isChunk: Bool) {
+        self.bytes = bytes
+        self.isChunk = isChunk
+    }
 }
 
 /// Bounds on what one walk copies.

@@ -28,7 +28,7 @@ struct HostileMemoryTests {
     func frameNearTopOfAddressSpace(_ version: String) throws {
         let stack = try FakeStack(version)
         let reader = stack.reader()
-        let page = try stack.heap.memory.remoteBytes(at: stack.heap.base, count: 4096)
+        let page = try stack.heap.memory.remoteBytes(at: stack.heap.base, count: stack.heap.bytes.count)
         for address in [UInt64.max, UInt64.max - 8, UInt64.max - 40, UInt64.max - 4095] {
             let walk = reader.walk(from: address, window: FrameWindow(bytes: page, isChunk: false))
             #expect(walk.incomplete && walk.frames.isEmpty)
@@ -106,8 +106,9 @@ struct HostileMemoryTests {
 
     @Test("RemoteArithmetic: wrapping ranges and oversized counts are nil")
     func arithmetic() {
-        #expect(RemoteArithmetic.end(of: UInt64.max - 3, count: 4) == UInt64.max)
-        #expect(RemoteArithmetic.end(of: UInt64.max - 3, count: 5) == nil)
+        // The end is exclusive: a range may end at the last address, not past it.
+        #expect(RemoteArithmetic.end(of: UInt64.max - 4, count: 4) == UInt64.max)
+        #expect(RemoteArithmetic.end(of: UInt64.max - 3, count: 4) == nil)
         #expect(RemoteArithmetic.offset(of: UInt64.max - 8, length: 80, inRangeAt: 0x1000, count: 4096) == nil)
         #expect(RemoteArithmetic.offset(of: 0x1010, length: 16, inRangeAt: 0x1000, count: 32) == 16)
         #expect(RemoteArithmetic.offset(of: 0x1011, length: 16, inRangeAt: 0x1000, count: 32) == nil)
