@@ -331,7 +331,8 @@ public struct DebugOffsets: Sendable, Equatable {
                 interpretersHead: rs.interpretersHead,
                 interpretersMain: main.flatMap { $0 + 8 <= rs.size ? $0 : nil },
                 gilstateTstateCurrent: nil,
-                size: rs.size),
+                size: rs.size,
+                finalizing: rs.finalizing > 0 && rs.finalizing + 8 <= rs.size ? rs.finalizing : nil),
             interpreter: InterpreterOffsets(
                 next: s.next, id: s.id, threadsHead: s.threadsHead, modules: s.importsModules,
                 cevalGIL: s.cevalGIL, gilLastHolder: gilHolder, gilLocked: gilLocked, size: s.size),

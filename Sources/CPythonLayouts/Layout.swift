@@ -36,12 +36,17 @@ public struct RuntimeOffsets: Sendable, Equatable {
     public var gilstateTstateCurrent: Int?
     /// `sizeof(_PyRuntimeState)`: how much a reader may copy in one go.
     public var size: Int
+    /// `_finalizing` (3.9+; `finalizing` in 3.8): the thread state running `Py_Finalize`, NULL until
+    /// the interpreter begins to shut down.
+    public var finalizing: Int?
 
-    public init(interpretersHead: Int, interpretersMain: Int?, gilstateTstateCurrent: Int?, size: Int) {
+    public init(interpretersHead: Int, interpretersMain: Int?, gilstateTstateCurrent: Int?, size: Int,
+                finalizing: Int? = nil) {
         self.interpretersHead = interpretersHead
         self.interpretersMain = interpretersMain
         self.gilstateTstateCurrent = gilstateTstateCurrent
         self.size = size
+        self.finalizing = finalizing
     }
 }
 

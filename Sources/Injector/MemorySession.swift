@@ -118,6 +118,7 @@ public final class MemorySession {
         // The agent disarms itself when our heartbeat has not changed for this long (we beat at
         // least every 50 ms); hooks must be gone within 2 s of our death.
         config.heartbeat_timeout_ms = 750
+        config.runtime_finalizing = UInt32(clamping: layout.runtime.finalizing ?? 0)
         config.frames = frames
         return config
     }

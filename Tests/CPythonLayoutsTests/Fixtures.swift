@@ -99,7 +99,8 @@ enum LayoutJSON {
             version: try version(try record.string("version")),
             runtime: RuntimeOffsets(
                 interpretersHead: try r.int("interpretersHead"), interpretersMain: r.optionalInt("interpretersMain"),
-                gilstateTstateCurrent: r.optionalInt("gilstateTstateCurrent"), size: try r.int("size")),
+                gilstateTstateCurrent: r.optionalInt("gilstateTstateCurrent"), size: try r.int("size"),
+                finalizing: r.optionalInt("finalizing")),
             interpreter: InterpreterOffsets(
                 next: try i.int("next"), id: try i.int("id"), threadsHead: try i.int("threadsHead"),
                 modules: try i.int("modules"), cevalGIL: i.optionalInt("cevalGIL"),

@@ -9,7 +9,13 @@ extension LayoutTables {
             prefix: "/root/.pyenv/versions/3.8.18",
             layout: PythonLayout(
                 version: PythonVersion(major: 3, minor: 8, micro: 18),
-                runtime: RuntimeOffsets(interpretersHead: 32, interpretersMain: 40, gilstateTstateCurrent: 1368, size: 1464),
+                runtime: RuntimeOffsets(
+                    interpretersHead: 32,
+                    interpretersMain: 40,
+                    gilstateTstateCurrent: 1368,
+                    size: 1464,
+                    finalizing: 16
+                ),
                 interpreter: InterpreterOffsets(
                     next: 0,
                     id: 16,
@@ -65,7 +71,13 @@ extension LayoutTables {
             prefix: "/root/.pyenv/versions/3.9.18",
             layout: PythonLayout(
                 version: PythonVersion(major: 3, minor: 9, micro: 18),
-                runtime: RuntimeOffsets(interpretersHead: 32, interpretersMain: 40, gilstateTstateCurrent: 568, size: 656),
+                runtime: RuntimeOffsets(
+                    interpretersHead: 32,
+                    interpretersMain: 40,
+                    gilstateTstateCurrent: 568,
+                    size: 656,
+                    finalizing: 16
+                ),
                 interpreter: InterpreterOffsets(
                     next: 0,
                     id: 24,
@@ -121,7 +133,13 @@ extension LayoutTables {
             prefix: "/root/.pyenv/versions/3.10.13",
             layout: PythonLayout(
                 version: PythonVersion(major: 3, minor: 10, micro: 13),
-                runtime: RuntimeOffsets(interpretersHead: 32, interpretersMain: 40, gilstateTstateCurrent: 568, size: 672),
+                runtime: RuntimeOffsets(
+                    interpretersHead: 32,
+                    interpretersMain: 40,
+                    gilstateTstateCurrent: 568,
+                    size: 672,
+                    finalizing: 16
+                ),
                 interpreter: InterpreterOffsets(
                     next: 0,
                     id: 24,
@@ -177,7 +195,13 @@ extension LayoutTables {
             prefix: "/usr",
             layout: PythonLayout(
                 version: PythonVersion(major: 3, minor: 11, micro: 2),
-                runtime: RuntimeOffsets(interpretersHead: 40, interpretersMain: 48, gilstateTstateCurrent: 576, size: 166688),
+                runtime: RuntimeOffsets(
+                    interpretersHead: 40,
+                    interpretersMain: 48,
+                    gilstateTstateCurrent: 576,
+                    size: 166688,
+                    finalizing: 24
+                ),
                 interpreter: InterpreterOffsets(
                     next: 0,
                     id: 48,
@@ -233,7 +257,13 @@ extension LayoutTables {
             prefix: "/root/.pyenv/versions/3.11.7",
             layout: PythonLayout(
                 version: PythonVersion(major: 3, minor: 11, micro: 7),
-                runtime: RuntimeOffsets(interpretersHead: 40, interpretersMain: 48, gilstateTstateCurrent: 576, size: 166688),
+                runtime: RuntimeOffsets(
+                    interpretersHead: 40,
+                    interpretersMain: 48,
+                    gilstateTstateCurrent: 576,
+                    size: 166688,
+                    finalizing: 24
+                ),
                 interpreter: InterpreterOffsets(
                     next: 0,
                     id: 48,
@@ -289,7 +319,13 @@ extension LayoutTables {
             prefix: "/root/.pyenv/versions/3.12.1",
             layout: PythonLayout(
                 version: PythonVersion(major: 3, minor: 12, micro: 1),
-                runtime: RuntimeOffsets(interpretersHead: 40, interpretersMain: 48, gilstateTstateCurrent: nil, size: 459944),
+                runtime: RuntimeOffsets(
+                    interpretersHead: 40,
+                    interpretersMain: 48,
+                    gilstateTstateCurrent: nil,
+                    size: 459944,
+                    finalizing: 24
+                ),
                 interpreter: InterpreterOffsets(
                     next: 0,
                     id: 8,
