@@ -21,10 +21,13 @@ public struct AgentSample: Sendable {
     public var frames: [(code: UInt64, instruction: UInt64)]
 }
 
-/// The shared-memory channel between us and the agent: a file in /dev/shm (mode 0600) holding the
-/// protocol header and a ring of samples. We create it, fill in the configuration, beat the
-/// heartbeat, read samples and ask the agent to detach.
+/// The shared-memory channel between us and the agent: the protocol header and a ring of samples,
+/// in a memfd that the target itself created (so it exists in the target's world whatever its
+/// mount namespace, /dev/shm or user namespace) and that we map through /proc/PID/fd. We fill in
+/// the configuration, beat the heartbeat, read samples and ask the agent to detach. It lives as
+/// long as one of us keeps it mapped: nothing is ever left in a filesystem.
 public final class Channel {
+    /// Where we opened it: /proc/PID/fd/N.
     public let path: String
     private let base: UnsafeMutableRawPointer
     private let size: Int
@@ -32,29 +35,24 @@ public final class Channel {
     private var ring: SampleRing
     /// Samples skipped because their slot was reserved but never completed.
     public var abandonedSlots: Int { ring.abandonedSlots }
-    private var unlinked = false
 
-    /// Creates the file and maps it. `owner` gives it to the target's user when we run as root
-    /// and the target does not, so that the agent can open it.
-    public init(targetPID: Int32, capacity: Int = 8192, config: scalene_agent_config, owner: (uid: UInt32, gid: UInt32)?)
-        throws(InjectError)
-    {
-        var random: UInt64 = 0
-        random = UInt64.random(in: 0..<UInt64.max)
-        path = "/dev/shm/scalene-attach.\(getpid()).\(targetPID).\(String(random, radix: 36))"
+    /// Opens the memfd that descriptor `targetFD` of process `targetPID` refers to, sizes it for
+    /// `capacity` records (a power of two) and writes the header and `config`.
+    public init(targetPID: Int32, targetFD: Int32, capacity: Int = 8192, config: scalene_agent_config) throws(InjectError) {
+        path = "/proc/\(targetPID)/fd/\(targetFD)"
         precondition(capacity > 0 && capacity & (capacity - 1) == 0, "capacity must be a power of two")
         let headerSize = MemoryLayout<scalene_channel>.size
         let recordSize = MemoryLayout<scalene_sample>.size
         size = SampleRing.mappingSize(capacity: capacity)
-        let fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw .channel(detail: "cannot create \(path): \(String(cString: strerror(errno)))") }
+        let fd = open(path, O_RDWR | O_CLOEXEC)
+        guard fd >= 0 else {
+            throw .channel(detail: "cannot open the channel the target created (\(path)): \(String(cString: strerror(errno))) "
+                           + "(refused on our side)")
+        }
         defer { close(fd) }
-        if let owner, getuid() == 0, owner.uid != 0 { _ = fchown(fd, owner.uid, owner.gid) }
         guard ftruncate(fd, off_t(size)) == 0,
               let mapped = mmap(nil, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0), mapped != MAP_FAILED else {
-            let reason = String(cString: strerror(errno))
-            unlink(path)
-            throw .channel(detail: "cannot map \(path): \(reason)")
+            throw .channel(detail: "cannot size and map the channel \(path): \(String(cString: strerror(errno)))")
         }
         base = mapped
         ring = SampleRing(base: mapped, capacity: capacity)
@@ -69,14 +67,7 @@ public final class Channel {
     }
 
     deinit {
-        removeFile()
         munmap(base, size)
-    }
-
-    /// Removes the file name (the agent keeps its mapping): nothing is left in /dev/shm even if we
-    /// are killed later.
-    public func removeFile() {
-        if !unlinked { unlink(path); unlinked = true }
     }
 
     /// Tells the agent we are alive. It disarms itself if this stops.

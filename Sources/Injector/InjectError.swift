@@ -2,6 +2,9 @@
 /// register and byte restored, every thread resumed.
 public enum InjectError: Error, Equatable, Sendable {
     case agentNotFound(searched: [String])
+    /// The agent file, or its folder, could be changed by someone other than root and us: loading
+    /// it would hand them every profiled process.
+    case agentUnsafe(path: String, reason: String)
     case exited(pid: Int32)
     case permissionDenied(pid: Int32)
     /// No thread was at a point where loading a library is safe within the time allowed.

@@ -38,23 +38,24 @@ public final class MemorySession {
     {
         self.options = options
         self.sampler = sampler
-        guard FileManager.default.isReadableFile(atPath: options.agentPath) else {
-            throw .agentNotFound(searched: [options.agentPath])
-        }
+        let library = try AgentLibrary.load(options.agentPath)
         let config = try Self.configuration(target: target, options: options)
-        let owner = target.process.userID().map { (uid: $0, gid: target.process.groupID() ?? $0) }
-        channel = try Channel(targetPID: target.pid, config: config, owner: owner)
         let started = scalene_monotonic_ns()
         var injected: AgentInjector.Outcome?
+        var created: Channel?
         while injected == nil {
             do {
-                injected = try AgentInjector(target: target, agentPath: options.agentPath).inject(channelPath: channel.path)
+                injected = try AgentInjector(target: target, library: library).inject { (fd: Int32) throws(InjectError) in
+                    created = try Channel(targetPID: target.pid, targetFD: fd, config: config)
+                }
             } catch .agentStartBusy where scalene_monotonic_ns() - started < 3_000_000_000 {
                 // The agent of a previous session is still finishing its detach.
                 usleep(100_000)
             }
         }
-        outcome = injected!
+        guard let created, let injected else { throw .failed(detail: "the channel was not created") }
+        channel = created
+        outcome = injected
         statistics.injectionSeconds = Double(scalene_monotonic_ns() - started) / 1e9
         statistics.safePoint = outcome.safePoint
         // The agent needs the GIL to arm; a thread may hold it for a while in a long C call. An
@@ -64,7 +65,6 @@ public final class MemorySession {
         while true {
             channel.beat()
             let state = channel.state
-            if state.rawValue >= SCALENE_AGENT_STARTING.rawValue { channel.removeFile() }
             if state == SCALENE_AGENT_ARMED { break }
             if state == SCALENE_AGENT_FAILED || state == SCALENE_AGENT_DETACHED || state == SCALENE_AGENT_ORPHANED {
                 throw .agentFailed(message: channel.message.isEmpty ? "the agent stopped" : channel.message)
@@ -76,7 +76,7 @@ public final class MemorySession {
             }
             if state == SCALENE_AGENT_NONE && scalene_monotonic_ns() > openDeadline {
                 channel.requestDetach()
-                throw .agentFailed(message: "the agent did not open the channel \(channel.path) within 3 s")
+                throw .agentFailed(message: "the agent did not map its channel within 3 s")
             }
             if scalene_monotonic_ns() > deadline {
                 channel.requestDetach()
@@ -87,7 +87,8 @@ public final class MemorySession {
         statistics.armedSeconds = Double(scalene_monotonic_ns() - started) / 1e9
         agentThread = channel.agentThread
         recordHookCounts()
-        sampler.options.excludedThreads.insert(agentThread)
+        // The agent reports its id as its own PID namespace sees it.
+        sampler.options.excludedThreads.insert(sampler.threadIDs.host(agentThread) ?? agentThread)
     }
 
     static func configuration(target: PythonTarget, options: Options) throws(InjectError) -> scalene_agent_config {

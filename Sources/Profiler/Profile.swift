@@ -109,7 +109,10 @@ enum Reservoir {
 
 /// Everything recorded for one thread.
 public struct ThreadProfile: Sendable {
+    /// Kernel thread id as we see it.
     public var tid: Int32?
+    /// The id in the target's own PID namespace, when it differs (a container).
+    public var namespaceTID: Int32?
     public var name: String?
     public var samples = 0
     /// Samples at which the thread was running (state R).
@@ -163,6 +166,9 @@ public struct SamplerStatistics: Sendable, Equatable {
     public var unreadableSamples = 0
     /// Thread samples whose first read tore and whose second read succeeded.
     public var retriedSamples = 0
+    /// Thread samples of threads whose id (as the target stores it) matched none of its kernel
+    /// threads: nothing could be measured for them.
+    public var unmappedThreadSamples = 0
     /// The share of thread samples that could not be read, 0–1.
     public var unreadableShare: Double { threadSamples > 0 ? Double(unreadableSamples) / Double(threadSamples) : 0 }
     /// Seconds the sampler itself spent on a CPU (getrusage of its own thread).
@@ -253,6 +259,28 @@ public struct Profile: Sendable {
             for (key, value) in thread.stacks { result[key, default: StackTime()] += value }
         }
         return result
+    }
+
+    /// Why nothing was attributed, when nothing was: a profile without a single sampled second
+    /// must never look like a real, empty one. Nil when something was attributed.
+    public var emptyReason: String? {
+        let total = threads.reduce(0.0) { $0 + $1.total.total }
+        guard total == 0 && (memory?.lines.isEmpty ?? true) else { return nil }
+        let stats = statistics
+        if stats.unmappedThreadSamples > 0 {
+            return "none of the \(stats.unmappedThreadSamples) thread samples could be matched to a kernel thread of the "
+                + "process (the ids CPython stores are not those /proc knows it by; is it in a PID namespace this kernel "
+                + "does not report in /proc/PID/status NSpid?)"
+        }
+        if stats.ticks == 0 { return "no sample was taken (the run ended before the first tick)" }
+        if stats.threadSamples == 0 {
+            return stats.failedTicks > 0 ? "the interpreter's thread list could not be read at any of \(stats.failedTicks) tick(s)"
+                : "the interpreter had no Python thread at any tick"
+        }
+        if threads.allSatisfy({ $0.samples == 0 }) {
+            return "every thread was seen only once (threads shorter-lived than one sampling interval)"
+        }
+        return nil
     }
 
     /// Every profiled file with data, sorted.

@@ -41,6 +41,8 @@ public final class Sampler {
     private let observer: InterpreterObserver<RemoteMemory>
     private let names: ThreadNameReader<RemoteMemory>
     private let table: LocationTable
+    /// Kernel thread ids, translated from the target's PID namespace to ours.
+    public let threadIDs: ThreadIDTracker
     private var tracks: [Int32: ThreadTrack] = [:]
     private var finished: [ThreadProfile] = []
     private var statistics = SamplerStatistics()
@@ -100,6 +102,7 @@ public final class Sampler {
                                        runtimeAddress: target.runtimeAddress, codeType: target.codeTypeAddress,
                                        maximumDepth: 512)
         names = ThreadNameReader(memory: target.memory, layout: target.layout)
+        threadIDs = ThreadIDTracker(pid: target.pid)
         table = LocationTable(filter: options.filter,
                               workingDirectory: try? ProcFiles.linkTarget("/proc/\(target.pid)/cwd"))
         startMonotonic = scalene_monotonic_ns()
@@ -173,7 +176,7 @@ public final class Sampler {
         lastTick = now
         let observations: [ThreadObservation]
         do {
-            observations = try observer.observe(taskIDs: Set((try? target.process.threadIDs()) ?? []))
+            observations = try observer.observe(threadIDs: threadIDs)
         } catch {
             if case .processGone = error { return false }
             // Every thread of this tick is lost: count them all as unreadable samples.
@@ -203,6 +206,7 @@ public final class Sampler {
         }
         let sinceStart = Double(now - startMonotonic) / 1e9
         for observation in observations {
+            if observation.unmapped { statistics.unmappedThreadSamples += 1 }
             guard let tid = observation.tid, !options.excludedThreads.contains(tid) else { continue }
             statistics.threadSamples += 1
             if observation.walk.incomplete { statistics.unreadableSamples += 1 }
@@ -222,7 +226,9 @@ public final class Sampler {
                 let endpoint = Endpoint(location: location, running: reading.isRunning,
                                         native: Self.isNative(observation, running: reading.isRunning))
                 let name = namesTick >= statistics.ticks ? threadNames[observation.pthreadID] : nil
-                tracks[tid] = ThreadTrack(clock: clock, profile: ThreadProfile(tid: tid, name: name),
+                var profile = ThreadProfile(tid: tid, name: name)
+                profile.namespaceTID = observation.namespaceTID
+                tracks[tid] = ThreadTrack(clock: clock, profile: profile,
                                           time: now, reading: reading, endpoint: endpoint, stack: stack,
                                           tick: statistics.ticks, pthreadID: observation.pthreadID)
             }

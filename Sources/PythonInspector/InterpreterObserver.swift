@@ -5,8 +5,13 @@ import RemoteProcess
 public struct ThreadObservation {
     public var threadState: UInt64
     public var pthreadID: UInt64
-    /// Kernel thread id, nil if it could not be determined.
+    /// Kernel thread id as we see it (what /proc here knows it by), nil if it could not be determined.
     public var tid: Int32?
+    /// The thread's id in the target's own PID namespace, when that differs from ours (a container).
+    public var namespaceTID: Int32?
+    /// The target stores an id for this thread that matches none of its kernel threads: the thread
+    /// cannot be measured (its CPU time and state are read by our id).
+    public var unmapped = false
     public var holdsGIL: Bool
     /// Innermost first; frames whose code object could not be read are left out (`walk.incomplete`).
     public var frames: [ResolvedFrame]
@@ -80,24 +85,37 @@ public final class InterpreterObserver<Memory: ProcessMemory> {
         }
     }
 
-    /// Observes every thread. `taskIDs` (the process's kernel thread ids) is needed only for
-    /// versions without `native_thread_id`, to map pthread ids to kernel ids.
-    public func observe(taskIDs: @autoclosure () -> Set<Int32>) throws(MemoryReadError) -> [ThreadObservation] {
+    /// Observes every thread, with kernel ids of threads in our own PID namespace (tests).
+    public func observe(taskIDs: Set<Int32>) throws(MemoryReadError) -> [ThreadObservation] {
+        try observe(threadIDs: FixedThreadIDs(ThreadIDMap(identity: Array(taskIDs))))
+    }
+
+    /// Observes every thread. Kernel ids come from `threadIDs`: the target stores them as its own
+    /// PID namespace sees them (`native_thread_id`, or the tid in glibc's `struct pthread` for
+    /// versions without it), and each is translated to ours.
+    public func observe(threadIDs: ThreadIDSource) throws(MemoryReadError) -> [ThreadObservation] {
         let interp = try mainInterpreter()
         let records = try threadList(of: interp)
         lastThreadStates = records.map(\.address)
         let holder = threads.gilHolder(interpreter: interp)
         if layout.thread.nativeThreadID == nil, records.contains(where: { $0.pthreadID != 0 && tidsByPthread[$0.pthreadID] == nil }) {
             // pthread ids are reused after a thread ends, so the whole map is rebuilt.
-            tidsByPthread = tidResolver.resolve(records.map(\.pthreadID), tids: taskIDs(), memory: memory)
+            tidsByPthread = tidResolver.resolve(records.map(\.pthreadID), tids: threadIDs.refresh().namespaceIDs,
+                                                memory: memory)
         }
+        let namespaced = threadIDs.map.isNamespaced
         var result = [ThreadObservation]()
         result.reserveCapacity(records.count)
         let starts = stacks.walkStarts(threadStates: records.map(\.bytes))
         for (record, start) in zip(records, starts) {
+            let ownID = record.nativeThreadID ?? tidsByPthread[record.pthreadID]
+            let hostID = ownID.flatMap { threadIDs.host($0) }
             var observation = ThreadObservation(threadState: record.address, pthreadID: record.pthreadID,
-                                                tid: record.nativeThreadID ?? tidsByPthread[record.pthreadID],
-                                                holdsGIL: holder == record.address, frames: [], walk: FrameWalk())
+                                                tid: hostID, holdsGIL: holder == record.address, frames: [],
+                                                walk: FrameWalk())
+            if namespaced || threadIDs.map.isNamespaced { observation.namespaceTID = ownID }
+            // A thread the target knows (a pthread, an id) that we cannot find among its kernel threads.
+            observation.unmapped = hostID == nil && (ownID != nil || record.pthreadID != 0)
             if let start {
                 (observation.walk, observation.frames) = walkAndResolve(from: start)
                 // A frame changed under us (popped, or its memory reused): the thread has moved on,
@@ -126,6 +144,8 @@ public final class InterpreterObserver<Memory: ProcessMemory> {
         for index in result.indices where pthreadCounts[result[index].pthreadID, default: 0] > 1 && result[index].frames.isEmpty {
             result[index].isStarting = true
             result[index].tid = nil
+            result[index].namespaceTID = nil
+            result[index].unmapped = false
         }
         return result
     }

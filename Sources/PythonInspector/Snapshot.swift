@@ -19,8 +19,12 @@ public struct FrameDescription: Sendable, Equatable {
 
 /// One thread at the moment of a snapshot.
 public struct ThreadSnapshot: Sendable {
-    /// Kernel thread id (nil if it could not be determined).
+    /// Kernel thread id as we see it (nil if it could not be determined).
     public var tid: Int32?
+    /// The id the target's own PID namespace knows the thread by, when it differs (a container).
+    public var namespaceTID: Int32?
+    /// The target stores an id for the thread that matches none of its kernel threads.
+    public var unmapped = false
     public var pthreadID: UInt64
     /// The Python thread name (`threading.Thread.name`), if Python has one.
     public var name: String?
@@ -43,6 +47,8 @@ public struct ProcessSnapshot: Sendable {
     public var pid: Int32
     public var version: PythonVersion
     public var threads: [ThreadSnapshot]
+    /// The process's pid in its own PID namespace, when it runs in one below ours.
+    public var namespacePID: Int32?
 }
 
 /// Takes snapshots of every thread's stack. Discovery is done once (in `PythonTarget`); each
@@ -51,8 +57,11 @@ public final class StackDumper {
     public let target: PythonTarget
     public let observer: InterpreterObserver<RemoteMemory>
     public let names: ThreadNameReader<RemoteMemory>
+    /// Kernel thread ids, translated when the target runs in its own PID namespace.
+    public let threadIDs: ThreadIDTracker
 
     public init(target: PythonTarget, maximumDepth: Int = 2048) {
+        self.threadIDs = ThreadIDTracker(pid: target.pid)
         self.target = target
         self.observer = InterpreterObserver(memory: target.memory, layout: target.layout, opcodes: target.opcodes,
                                             runtimeAddress: target.runtimeAddress, codeType: target.codeTypeAddress,
@@ -87,7 +96,7 @@ public final class StackDumper {
         var lastError: MemoryReadError = .processGone
         for _ in 0..<5 {
             do {
-                return try read(states: states, tids: Set(tids))
+                return try read(states: states)
             } catch {
                 lastError = error
                 if !target.process.isAlive { throw .exited(pid: pid) }
@@ -97,8 +106,8 @@ public final class StackDumper {
         throw .failed(pid: pid, detail: "the interpreter's thread list kept changing while being read (\(lastError))")
     }
 
-    private func read(states: [Int32: Character], tids: Set<Int32>) throws(MemoryReadError) -> ProcessSnapshot {
-        let observations = try observer.observe(taskIDs: tids)
+    private func read(states: [Int32: Character]) throws(MemoryReadError) -> ProcessSnapshot {
+        let observations = try observer.observe(threadIDs: threadIDs)
         // `threading._active` changes whenever a thread starts or ends; retry a torn read.
         let interpreter = try observer.mainInterpreter()
         var threadNames = [UInt64: String]()
@@ -109,7 +118,8 @@ public final class StackDumper {
             }
         }
         var threads = observations.map { observation in
-            ThreadSnapshot(tid: observation.tid, pthreadID: observation.pthreadID,
+            ThreadSnapshot(tid: observation.tid, namespaceTID: observation.namespaceTID, unmapped: observation.unmapped,
+                           pthreadID: observation.pthreadID,
                            name: observation.isStarting ? nil : threadNames[observation.pthreadID], state: observation.tid.flatMap { states[$0] },
                            holdsGIL: observation.holdsGIL, opcode: observation.opcode,
                            opcodeName: observation.opcode.flatMap { op in
@@ -121,6 +131,7 @@ public final class StackDumper {
                            truncated: observation.walk.truncated, incomplete: observation.walk.incomplete)
         }
         threads.sort { ($0.tid ?? .max) < ($1.tid ?? .max) }
-        return ProcessSnapshot(pid: target.pid, version: target.version, threads: threads)
+        let namespacePID = threadIDs.map.isNamespaced ? ThreadIDMap.namespaceLevels(pid: target.pid, tid: target.pid)?.last : nil
+        return ProcessSnapshot(pid: target.pid, version: target.version, threads: threads, namespacePID: namespacePID)
     }
 }

@@ -77,16 +77,20 @@ public struct ScaleneJSONReport {
                 "thread_samples": stats.threadSamples,
                 "unreadable_samples": stats.unreadableSamples,
                 "retried_samples": stats.retriedSamples,
+                "unmapped_thread_samples": stats.unmappedThreadSamples,
                 "sampler_cpu_seconds": stats.samplerCPUSeconds,
             ] as [String: Any],
             "threads": profile.threads.map { thread -> [String: Any] in
                 let time = thread.total
-                return ["tid": thread.tid.map { Int($0) } as Any? ?? NSNull(), "name": thread.name as Any? ?? NSNull(),
+                return ["tid": thread.tid.map { Int($0) } as Any? ?? NSNull(),
+                        "namespace_tid": thread.namespaceTID.map { Int($0) } as Any? ?? NSNull(),
+                        "name": thread.name as Any? ?? NSNull(),
                         "idle": thread.isIdle, "python_seconds": time.python, "native_seconds": time.native,
                         "system_seconds": time.system, "gil_share": thread.samples > 0
                             ? Double(thread.gilSamples) / Double(thread.samples) : 0]
             },
         ]
+        if let reason = profile.emptyReason { extras["empty_because"] = reason }
         switch profile.end {
         case .targetExited: extras["ended"] = "target exited"
         case .durationElapsed: extras["ended"] = "duration"

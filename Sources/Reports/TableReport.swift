@@ -91,6 +91,7 @@ public struct TableReport {
         case .targetExited: lines.append("the process exited; this is what was collected until then")
         default: break
         }
+        if let reason = profile.emptyReason { lines.append("NOTHING WAS ATTRIBUTED: " + reason) }
         return lines.joined(separator: "\n") + "\n"
     }
 
@@ -135,6 +136,7 @@ public struct TableReport {
             let time = thread.total
             let gil = thread.samples > 0 ? Double(thread.gilSamples) / Double(thread.samples) : 0
             var name = thread.name ?? ""
+            if let own = thread.namespaceTID, own != thread.tid { name += " [tid \(own) in the namespace]" }
             if thread.isIdle { name += profile.includeIdle ? " (idle)" : " (idle, not in the totals)" }
             out += pad(thread.tid.map(String.init) ?? "?", 6) + " │" + pad(cell(time.python, total), 7) + " │"
                 + pad(cell(time.native, total), 7) + " │" + pad(cell(time.system, total), 7) + " │"
@@ -157,6 +159,10 @@ public struct TableReport {
         if stats.threadSamples > 0 {
             notes.append(String(format: "%d of %d thread samples unreadable (%.2f%%): stacks that changed while read",
                                 stats.unreadableSamples, stats.threadSamples, 100 * stats.unreadableShare))
+        }
+        if stats.unmappedThreadSamples > 0 {
+            notes.append("\(stats.unmappedThreadSamples) thread sample(s) of threads that could not be matched to a kernel "
+                         + "thread were not measured")
         }
         if stats.failedTicks > 0 {
             notes.append("\(stats.failedTicks) tick(s) could not read the thread list (it changed while read)")

@@ -5,6 +5,9 @@ enum InjectFailure {
     static func describe(_ error: InjectError) -> String {
         switch error {
         case .agentNotFound(let searched): return "agent library not found (looked in \(searched.joined(separator: ", ")))"
+        case .agentUnsafe(let path, let reason):
+            return "refusing to inject \(path): \(reason); whoever can change it could run code in every process "
+                + "profiled with it (it must be owned by root or you and writable by no one else, and so must its folder)"
         case .exited(let pid): return "process \(pid) exited"
         case .permissionDenied(let pid): return "not allowed to trace process \(pid): \(Failure.permissionAdvice)"
         case .noSafePoint(_, let waited):

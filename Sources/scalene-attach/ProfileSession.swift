@@ -84,6 +84,7 @@ struct ProfileSession {
         memory?.detach()
         let profile = currentProfile(end: end, now: scalene_monotonic_ns())
         if let snapshotError { printError("scalene-attach: warning: a periodic snapshot failed: \(snapshotError)") }
+        if let reason = profile.emptyReason { printError("scalene-attach: warning: the profile is empty: \(reason)") }
         do {
             try writer.write(profile, final: true)
         } catch let failure as Failure {

@@ -76,7 +76,7 @@ struct FuzzDriver {
                                            runtimeAddress: target.runtimeAddress, codeType: target.codeTypeAddress)
         var observed = 0
         for _ in 0..<5 {
-            if let observations = try? observer.observe(taskIDs: Set((try? target.process.threadIDs()) ?? [])) {
+            if let observations = try? observer.observe(threadIDs: ThreadIDTracker(pid: pid)) {
                 observed = observations.count
                 break
             }

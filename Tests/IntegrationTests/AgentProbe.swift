@@ -5,9 +5,25 @@ import RemoteProcess
 /// many pointers into its code sit in the target's file-backed data (GOT slots, allocator tables).
 /// After a detach there must be none.
 enum AgentProbe {
+    /// The agent is loaded from a memfd ("/memfd:scalene-agent (deleted)" in the maps).
+    static func isAgent(_ mapping: MemoryMapping) -> Bool {
+        mapping.path.hasPrefix("/memfd:scalene-agent") || mapping.path.hasSuffix("libscalene_agent.so")
+    }
+
     static func agentCode(pid: Int32) -> [Range<UInt64>] {
         guard let map = try? MemoryMap.read(pid: pid) else { return [] }
-        return map.mappings.filter { $0.path.hasSuffix("libscalene_agent.so") && $0.executable }.map { $0.start..<$0.end }
+        return map.mappings.filter { isAgent($0) && $0.executable }.map { $0.start..<$0.end }
+    }
+
+    /// Descriptors of the target that refer to a memfd of ours (the library while it loads, the
+    /// channel until the agent mapped it): there must be none once the attacher is done.
+    static func memfdDescriptors(pid: Int32) -> Int {
+        let folder = "/proc/\(pid)/fd"
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? []
+        return names.filter { name in
+            let target = (try? FileManager.default.destinationOfSymbolicLink(atPath: folder + "/" + name)) ?? ""
+            return target.hasPrefix("/memfd:scalene-")
+        }.count
     }
 
     static func isLoaded(pid: Int32) -> Bool { !agentCode(pid: pid).isEmpty }
@@ -20,7 +36,7 @@ enum AgentProbe {
         let memory = RemoteMemory(pid: pid)
         var found = 0
         for mapping in map.mappings where mapping.isFile && mapping.readable && !mapping.executable
-            && !mapping.path.hasSuffix("libscalene_agent.so") && mapping.end - mapping.start <= 64 << 20 {
+            && !isAgent(mapping) && mapping.end - mapping.start <= 64 << 20 {
             guard let bytes = try? memory.bytes(at: mapping.start, count: Int(mapping.end - mapping.start)) else { continue }
             bytes.withUnsafeBytes { raw in
                 for offset in stride(from: 0, to: raw.count - 7, by: 8) {
@@ -30,6 +46,15 @@ enum AgentProbe {
             }
         }
         return found
+    }
+
+    /// Whether the agent's own thread (named "scalene-agent") exists. It ends only after it has
+    /// restored every hook, so its disappearance times a detach without scanning memory.
+    static func agentThreadRunning(pid: Int32) -> Bool {
+        let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task")) ?? []
+        return tasks.contains { tid in
+            ((try? String(contentsOfFile: "/proc/\(pid)/task/\(tid)/comm", encoding: .utf8)) ?? "").hasPrefix("scalene-agent")
+        }
     }
 
     /// Waits until `condition` holds or `seconds` pass.

@@ -58,6 +58,9 @@ struct python_api {
 static struct python_api P;
 
 static char g_path[PATH_MAX];
+// The channel as a descriptor (scalene_agent_start_fd): a memfd the attacher had this process
+// create, so that no path has to exist in this process's view of the filesystem. -1: use g_path.
+static int g_channel_fd = -1;
 static _Atomic int g_session_running;
 static int g_atfork_registered;
 static int g_py_installed[PY_DOMAINS];
@@ -423,7 +426,9 @@ static void disarm(uint32_t final_state, const char *why) {
 
 // ---------------------------------------------------------------------------------------------
 static int map_channel(void) {
-    int fd = open(g_path, O_RDWR | O_CLOEXEC);
+    int fd = g_channel_fd;
+    g_channel_fd = -1; // ours now: closed below whatever happens
+    if (fd < 0) fd = open(g_path, O_RDWR | O_CLOEXEC);
     if (fd < 0) return 0;
     struct stat st;
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) ||
@@ -633,7 +638,9 @@ end:
 }
 
 // ---------------------------------------------------------------------------------------------
-// The only exported symbol.
+// The exported symbols: the channel by path (tests, a shared /dev/shm) or by descriptor.
+static int start_session(void);
+
 __attribute__((visibility("default"))) int scalene_agent_start(const char *channel_path) {
     if (channel_path == NULL) return EINVAL;
     size_t len = strnlen(channel_path, sizeof g_path);
@@ -642,6 +649,24 @@ __attribute__((visibility("default"))) int scalene_agent_start(const char *chann
     int expected = 0;
     if (!atomic_compare_exchange_strong(&g_session_running, &expected, 1)) return EBUSY;
     memcpy(g_path, channel_path, len + 1);
+    g_channel_fd = -1;
+    return start_session();
+}
+
+// `fd` is an open descriptor of the channel file; the agent's thread maps it and closes it (on
+// success; on an error return the caller still owns it).
+__attribute__((visibility("default"))) int scalene_agent_start_fd(int fd) {
+    if (fd < 0) return EBADF;
+    int expected = 0;
+    if (!atomic_compare_exchange_strong(&g_session_running, &expected, 1)) return EBUSY;
+    g_path[0] = '\0';
+    g_channel_fd = fd;
+    int rc = start_session();
+    if (rc != 0) g_channel_fd = -1;
+    return rc;
+}
+
+static int start_session(void) {
     pthread_attr_t attr;
     int rc = pthread_attr_init(&attr);
     if (rc != 0) {

@@ -15,7 +15,8 @@
 #define SCALENE_PROTOCOL_VERSION 1u
 #define SCALENE_MAX_FRAMES 64
 #define SCALENE_MESSAGE_SIZE 160
-#define SCALENE_AGENT_START_SYMBOL "scalene_agent_start"
+#define SCALENE_AGENT_START_SYMBOL "scalene_agent_start"        // int (const char *channel_path)
+#define SCALENE_AGENT_START_FD_SYMBOL "scalene_agent_start_fd"  // int (int channel_fd): mapped, then closed
 
 // What the agent is doing; written by the agent only.
 enum scalene_agent_state {

@@ -69,9 +69,14 @@ enum DumpFormatter {
     }
 
     static func text(_ snapshot: ProcessSnapshot, executable: String) -> String {
-        var out = "Process \(snapshot.pid): Python \(snapshot.version) (\(executable)), \(snapshot.threads.count) thread(s)\n"
+        let inNamespace = snapshot.namespacePID.map { " (pid \($0) in its PID namespace)" } ?? ""
+        var out = "Process \(snapshot.pid)\(inNamespace): Python \(snapshot.version) (\(executable)), \(snapshot.threads.count) thread(s)\n"
+        if snapshot.threads.contains(where: \.unmapped) {
+            out += "(threads marked ? could not be matched to a kernel thread of the process)\n"
+        }
         for thread in snapshot.threads {
             var header = "\nThread \(thread.tid.map(String.init) ?? "?")"
+            if let own = thread.namespaceTID, own != thread.tid { header += " [\(own) in the namespace]" }
             if let name = thread.name { header += " \"\(name)\"" }
             var details = [String]()
             if let state = stateName(thread.state) { details.append(state) }
@@ -95,6 +100,7 @@ enum DumpFormatter {
         let threads: [[String: Any]] = snapshot.threads.map { thread in
             [
                 "tid": thread.tid.map { Int($0) } as Any? ?? NSNull(),
+                "namespace_tid": thread.namespaceTID.map { Int($0) } as Any? ?? NSNull(),
                 "name": thread.name as Any? ?? NSNull(),
                 "state": stateName(thread.state) as Any? ?? NSNull(),
                 "holds_gil": thread.holdsGIL,
@@ -108,6 +114,7 @@ enum DumpFormatter {
             ]
         }
         let object: [String: Any] = ["pid": Int(snapshot.pid), "python_version": snapshot.version.description,
+                                     "namespace_pid": snapshot.namespacePID.map { Int($0) } as Any? ?? NSNull(),
                                      "threads": threads]
         guard let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) else { return "{}" }
         return String(decoding: data, as: UTF8.self)
