@@ -87,16 +87,23 @@ public struct ThreadOffsets: Sendable, Equatable {
     public var threadID: Int
     /// `native_thread_id` (3.11+): the kernel thread id.
     public var nativeThreadID: Int?
+    /// `base_frame` (3.15+): pointer to the frame embedded in the thread state at the end of every
+    /// chain of this thread. A walk that ends anywhere else was torn.
+    public var baseFrame: Int?
+    /// `holds_gil` (an int, published from 3.15): nonzero while this thread holds the GIL.
+    public var holdsGIL: Int?
     public var size: Int
 
     public init(next: Int, interp: Int, frame: Int, cframeCurrentFrame: Int?, threadID: Int, nativeThreadID: Int?,
-                size: Int) {
+                baseFrame: Int? = nil, holdsGIL: Int? = nil, size: Int) {
         self.next = next
         self.interp = interp
         self.frame = frame
         self.cframeCurrentFrame = cframeCurrentFrame
         self.threadID = threadID
         self.nativeThreadID = nativeThreadID
+        self.baseFrame = baseFrame
+        self.holdsGIL = holdsGIL
         self.size = size
     }
 }
@@ -127,14 +134,20 @@ public struct FrameOffsets: Sendable, Equatable {
     public var isEntry: Int?
     /// `owner` (3.11+): who owns the frame (a `char`).
     public var owner: Int?
-    /// `FRAME_OWNED_BY_CSTACK` (3.12+): owner of the interpreter's C-stack shim frames, which
+    /// `FRAME_OWNED_BY_CSTACK` (3.12–3.14): owner of the interpreter's C-stack shim frames, which
     /// readers skip.
     public var ownerCStack: Int?
+    /// `FRAME_OWNED_BY_INTERPRETER` (3.14+): owner of entry and sentinel frames (3.15: also the
+    /// thread's base frame), which readers skip too.
+    public var ownerInterpreter: Int?
+    /// `Py_TAG_BITS` (3.14+): `f_executable` is a `_PyStackRef` whose low bits are tags; the code
+    /// object is the word with these bits cleared. 0 where the field is a plain pointer.
+    public var codeTagBits: Int
     /// Bytes a reader copies to see every field above.
     public var size: Int
 
     public init(previous: Int, code: Int, instruction: Int, instructionField: InstructionField, isEntry: Int?,
-                owner: Int?, ownerCStack: Int?, size: Int) {
+                owner: Int?, ownerCStack: Int?, ownerInterpreter: Int? = nil, codeTagBits: Int = 0, size: Int) {
         self.previous = previous
         self.code = code
         self.instruction = instruction
@@ -142,7 +155,18 @@ public struct FrameOffsets: Sendable, Equatable {
         self.isEntry = isEntry
         self.owner = owner
         self.ownerCStack = ownerCStack
+        self.ownerInterpreter = ownerInterpreter
+        self.codeTagBits = codeTagBits
         self.size = size
+    }
+
+    /// The code object's address from the raw `f_code` / `f_executable` word.
+    public func codeAddress(_ word: UInt64) -> UInt64 { word & ~UInt64(truncatingIfNeeded: codeTagBits) }
+
+    /// Whether a frame with this owner is one of the interpreter's own (C-stack shim, entry,
+    /// sentinel or base frame) rather than a Python function's.
+    public func isInterpreterOwned(_ owner: UInt8) -> Bool {
+        Int(owner) == ownerCStack || Int(owner) == ownerInterpreter
     }
 }
 

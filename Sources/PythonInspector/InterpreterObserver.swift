@@ -55,7 +55,15 @@ public final class InterpreterObserver<Memory: ProcessMemory> {
         let interp = try mainInterpreter()
         let records = try threads.threads(of: interp, expected: lastThreadStates)
         lastThreadStates = records.map(\.address)
-        let holder = threads.gilHolder(interpreter: interp)
+        // 3.15+: each thread state says whether it holds the GIL (read with the states, no extra
+        // read). A read that tore across a GIL hand-off can show two holders: then ask the GIL.
+        let flags = records.compactMap(\.holdsGIL)
+        let holder: UInt64?
+        if flags.count == records.count && flags.filter({ $0 }).count <= 1 {
+            holder = records.first { $0.holdsGIL == true }?.address
+        } else {
+            holder = threads.gilHolder(interpreter: interp)
+        }
         if layout.thread.nativeThreadID == nil, records.contains(where: { $0.pthreadID != 0 && tidsByPthread[$0.pthreadID] == nil }) {
             // pthread ids are reused after a thread ends, so the whole map is rebuilt.
             tidsByPthread = tidResolver.resolve(records.map(\.pthreadID), tids: taskIDs(), memory: memory)
@@ -68,7 +76,7 @@ public final class InterpreterObserver<Memory: ProcessMemory> {
                                                 tid: record.nativeThreadID ?? tidsByPthread[record.pthreadID],
                                                 holdsGIL: holder == record.address, frames: [], walk: FrameWalk())
             if let start {
-                observation.walk = stacks.walk(from: start.frame, window: start.window)
+                observation.walk = stacks.walk(from: start.frame, window: start.window, baseFrame: record.baseFrame)
                 for raw in observation.walk.frames {
                     if let frame = stacks.resolve(raw) { observation.frames.append(frame) }
                     else { observation.walk.incomplete = true }

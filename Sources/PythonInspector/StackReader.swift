@@ -29,7 +29,8 @@ public struct FrameWalk: Sendable {
     public var frames: [RawFrame] = []
     /// The walk stopped at the depth bound or at a cycle.
     public var truncated = false
-    /// A frame could not be read (torn or stale pointer): the stack may be incomplete.
+    /// A frame could not be read (torn or stale pointer), or (3.15+) the chain did not end at the
+    /// thread's base frame: the stack may be incomplete.
     public var incomplete = false
 }
 
@@ -106,7 +107,8 @@ public final class StackReader<Memory: ProcessMemory> {
     }
 
     /// Walks from `frame` outwards. `window`, if given, already holds the memory around `frame`.
-    public func walk(from frame: UInt64, window initial: RemoteBytes? = nil) -> FrameWalk {
+    /// `baseFrame` (3.15+: the thread state's `base_frame`) is where every complete chain ends.
+    public func walk(from frame: UInt64, window initial: RemoteBytes? = nil, baseFrame: UInt64? = nil) -> FrameWalk {
         var walk = FrameWalk()
         var address = frame
         let f = layout.frame
@@ -118,11 +120,15 @@ public final class StackReader<Memory: ProcessMemory> {
                 break
             }
             guard let bytes = frameBytes(at: address, window: &window),
-                  let code = bytes.pointer(at: f.code), let previous = bytes.pointer(at: f.previous) else {
+                  let codeWord = bytes.pointer(at: f.code), let previous = bytes.pointer(at: f.previous) else {
                 walk.incomplete = true
                 break
             }
-            let isShim = f.owner.flatMap { bytes.uint8(at: $0) }.map { Int($0) == f.ownerCStack } ?? false
+            // The interpreter's own frames (C-stack shims, 3.14+ entry and base frames) hold no code
+            // object; 3.14+ tags the low bits of f_executable.
+            let isShim = f.owner.flatMap { bytes.uint8(at: $0) }.map { f.isInterpreterOwned($0) } ?? false
+            let code = f.codeAddress(codeWord)
+            if previous == 0, let baseFrame, baseFrame != 0, address != baseFrame { walk.incomplete = true }
             if !isShim && code != 0 {
                 let instruction: UInt64
                 switch f.instructionField {

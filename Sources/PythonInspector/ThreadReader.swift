@@ -11,6 +11,10 @@ public struct ThreadRecord: Sendable {
     public var nativeThreadID: Int32?
     /// The bytes of the thread state, for reading its frame pointer.
     public var bytes: RemoteBytes
+    /// `base_frame` (3.15+): where every complete frame chain of the thread ends.
+    public var baseFrame: UInt64? = nil
+    /// `holds_gil` (3.15+): the thread's own flag; nil where the version does not publish it.
+    public var holdsGIL: Bool? = nil
 }
 
 /// Reads the interpreter and its thread states.
@@ -27,7 +31,8 @@ public struct ThreadReader<Memory: ProcessMemory>: Sendable {
         self.layout = layout
         self.runtimeAddress = runtimeAddress
         let t = layout.thread
-        threadReadSize = max(t.next, t.interp, t.frame, t.threadID, t.nativeThreadID ?? 0) + 8
+        threadReadSize = max(max(t.next, t.interp, t.frame, t.threadID, t.nativeThreadID ?? 0, t.baseFrame ?? 0) + 8,
+                             (t.holdsGIL ?? 0) + 4)
     }
 
     /// The main interpreter (id 0): `interpreters.main` where known, else found in the list.
@@ -89,7 +94,9 @@ public struct ThreadReader<Memory: ProcessMemory>: Sendable {
     func record(at address: UInt64, bytes: RemoteBytes) -> ThreadRecord {
         let native = layout.thread.nativeThreadID.flatMap { bytes.int32(at: $0) }
         return ThreadRecord(address: address, pthreadID: bytes.pointer(at: layout.thread.threadID) ?? 0,
-                            nativeThreadID: native.flatMap { $0 > 0 ? $0 : nil }, bytes: bytes)
+                            nativeThreadID: native.flatMap { $0 > 0 ? $0 : nil }, bytes: bytes,
+                            baseFrame: layout.thread.baseFrame.flatMap { bytes.pointer(at: $0) },
+                            holdsGIL: layout.thread.holdsGIL.flatMap { bytes.int32(at: $0) }.map { $0 != 0 })
     }
 
     /// The thread state holding the GIL, or nil when no thread holds it (or it cannot be told).

@@ -27,6 +27,8 @@ extension LayoutTables {
                     cframeCurrentFrame: nil,
                     threadID: 176,
                     nativeThreadID: nil,
+                    baseFrame: nil,
+                    holdsGIL: nil,
                     size: 264
                 ),
                 frame: FrameOffsets(
@@ -37,6 +39,8 @@ extension LayoutTables {
                     isEntry: nil,
                     owner: nil,
                     ownerCStack: nil,
+                    ownerInterpreter: nil,
+                    codeTagBits: 0,
                     size: 368
                 ),
                 code: CodeOffsets(
@@ -54,6 +58,8 @@ extension LayoutTables {
             objects: objects3_8_18,
             allocator: AllocatorConstants(poolSize: 4096, arenaSize: 262144, smallRequestThreshold: 512, alignment: 16),
             frameOwnerCStack: nil,
+            frameOwnerInterpreter: nil,
+            frameCodeTagBits: 0,
             debugOffsetsSize: nil,
             interpretersMainFromHead: nil
         ),
@@ -80,6 +86,8 @@ extension LayoutTables {
                     cframeCurrentFrame: nil,
                     threadID: 176,
                     nativeThreadID: nil,
+                    baseFrame: nil,
+                    holdsGIL: nil,
                     size: 264
                 ),
                 frame: FrameOffsets(
@@ -90,6 +98,8 @@ extension LayoutTables {
                     isEntry: nil,
                     owner: nil,
                     ownerCStack: nil,
+                    ownerInterpreter: nil,
+                    codeTagBits: 0,
                     size: 368
                 ),
                 code: CodeOffsets(
@@ -107,6 +117,8 @@ extension LayoutTables {
             objects: objects3_9_18,
             allocator: AllocatorConstants(poolSize: 4096, arenaSize: 262144, smallRequestThreshold: 512, alignment: 16),
             frameOwnerCStack: nil,
+            frameOwnerInterpreter: nil,
+            frameCodeTagBits: 0,
             debugOffsetsSize: nil,
             interpretersMainFromHead: nil
         ),
@@ -133,6 +145,8 @@ extension LayoutTables {
                     cframeCurrentFrame: nil,
                     threadID: 176,
                     nativeThreadID: nil,
+                    baseFrame: nil,
+                    holdsGIL: nil,
                     size: 280
                 ),
                 frame: FrameOffsets(
@@ -143,6 +157,8 @@ extension LayoutTables {
                     isEntry: nil,
                     owner: nil,
                     ownerCStack: nil,
+                    ownerInterpreter: nil,
+                    codeTagBits: 0,
                     size: 360
                 ),
                 code: CodeOffsets(
@@ -160,6 +176,8 @@ extension LayoutTables {
             objects: objects3_10_13,
             allocator: AllocatorConstants(poolSize: 16384, arenaSize: 1048576, smallRequestThreshold: 512, alignment: 16),
             frameOwnerCStack: nil,
+            frameOwnerInterpreter: nil,
+            frameCodeTagBits: 0,
             debugOffsetsSize: nil,
             interpretersMainFromHead: nil
         ),
@@ -186,6 +204,8 @@ extension LayoutTables {
                     cframeCurrentFrame: 8,
                     threadID: 152,
                     nativeThreadID: 160,
+                    baseFrame: nil,
+                    holdsGIL: nil,
                     size: 360
                 ),
                 frame: FrameOffsets(
@@ -196,6 +216,8 @@ extension LayoutTables {
                     isEntry: 68,
                     owner: 69,
                     ownerCStack: nil,
+                    ownerInterpreter: nil,
+                    codeTagBits: 0,
                     size: 80
                 ),
                 code: CodeOffsets(
@@ -213,6 +235,8 @@ extension LayoutTables {
             objects: objects3_11_2,
             allocator: AllocatorConstants(poolSize: 16384, arenaSize: 1048576, smallRequestThreshold: 512, alignment: 16),
             frameOwnerCStack: nil,
+            frameOwnerInterpreter: nil,
+            frameCodeTagBits: 0,
             debugOffsetsSize: nil,
             interpretersMainFromHead: nil
         ),
@@ -239,6 +263,8 @@ extension LayoutTables {
                     cframeCurrentFrame: 8,
                     threadID: 152,
                     nativeThreadID: 160,
+                    baseFrame: nil,
+                    holdsGIL: nil,
                     size: 360
                 ),
                 frame: FrameOffsets(
@@ -249,6 +275,8 @@ extension LayoutTables {
                     isEntry: 68,
                     owner: 69,
                     ownerCStack: nil,
+                    ownerInterpreter: nil,
+                    codeTagBits: 0,
                     size: 80
                 ),
                 code: CodeOffsets(
@@ -266,6 +294,8 @@ extension LayoutTables {
             objects: objects3_11_7,
             allocator: AllocatorConstants(poolSize: 16384, arenaSize: 1048576, smallRequestThreshold: 512, alignment: 16),
             frameOwnerCStack: nil,
+            frameOwnerInterpreter: nil,
+            frameCodeTagBits: 0,
             debugOffsetsSize: nil,
             interpretersMainFromHead: nil
         ),
@@ -292,6 +322,8 @@ extension LayoutTables {
                     cframeCurrentFrame: 0,
                     threadID: 136,
                     nativeThreadID: 144,
+                    baseFrame: nil,
+                    holdsGIL: nil,
                     size: 288
                 ),
                 frame: FrameOffsets(
@@ -302,6 +334,8 @@ extension LayoutTables {
                     isEntry: nil,
                     owner: 70,
                     ownerCStack: 3,
+                    ownerInterpreter: nil,
+                    codeTagBits: 0,
                     size: 80
                 ),
                 code: CodeOffsets(
@@ -319,6 +353,8 @@ extension LayoutTables {
             objects: objects3_12_1,
             allocator: AllocatorConstants(poolSize: 16384, arenaSize: 1048576, smallRequestThreshold: 512, alignment: 16),
             frameOwnerCStack: 3,
+            frameOwnerInterpreter: nil,
+            frameCodeTagBits: 0,
             debugOffsetsSize: nil,
             interpretersMainFromHead: nil
         ),
@@ -329,7 +365,33 @@ extension LayoutTables {
             objects: objects3_13_0,
             allocator: AllocatorConstants(poolSize: 16384, arenaSize: 1048576, smallRequestThreshold: 512, alignment: 16),
             frameOwnerCStack: 3,
+            frameOwnerInterpreter: nil,
+            frameCodeTagBits: 0,
             debugOffsetsSize: 584,
+            interpretersMainFromHead: 8
+        ),
+        GeneratedLayout(
+            version: PythonVersion(major: 3, minor: 14, micro: 10),
+            prefix: "/var/cache/scalene-attach/pythons/debian-sid/usr",
+            layout: nil,
+            objects: objects3_14_10,
+            allocator: AllocatorConstants(poolSize: 16384, arenaSize: 1048576, smallRequestThreshold: 512, alignment: 16),
+            frameOwnerCStack: 4,
+            frameOwnerInterpreter: 3,
+            frameCodeTagBits: 3,
+            debugOffsetsSize: 760,
+            interpretersMainFromHead: 8
+        ),
+        GeneratedLayout(
+            version: PythonVersion(major: 3, minor: 15, micro: 2),
+            prefix: "/var/cache/scalene-attach/pythons/debian-sid/usr",
+            layout: nil,
+            objects: objects3_15_2,
+            allocator: AllocatorConstants(poolSize: 16384, arenaSize: 1048576, smallRequestThreshold: 512, alignment: 16),
+            frameOwnerCStack: nil,
+            frameOwnerInterpreter: 3,
+            frameCodeTagBits: 3,
+            debugOffsetsSize: 888,
             interpretersMainFromHead: 8
         ),
     ]
@@ -692,6 +754,110 @@ extension LayoutTables {
             basicSize: 32,
             dictOffset: 288,
             heapCachedKeys: 880,
+            managedDictFlag: 16,
+            inlineValuesFlag: 4,
+            instanceDict: .inlineValues313(dictPointer: -24, validByte: 3)
+        )
+    )
+
+    // 3.14.10 at /var/cache/scalene-attach/pythons/debian-sid/usr
+    private static let objects3_14_10 = ObjectOffsets(
+        objectType: 8,
+        varSize: 16,
+        bytes: BytesOffsets(size: 16, data: 32),
+        unicode: UnicodeOffsets(
+            length: 16,
+            state: 32,
+            asciiSize: 40,
+            compactSize: 56,
+            kindShift: 2,
+            kindBits: 3,
+            compactShift: 5,
+            asciiShift: 6
+        ),
+        long: LongOffsets(
+            sizeOrTag: 16,
+            usesTag: true,
+            tagDigitShift: 3,
+            digits: 24,
+            digitBits: 30,
+            digitSize: 4
+        ),
+        dict: DictOffsets(
+            used: 16,
+            keys: 32,
+            values: 40,
+            keysSize: 8,
+            keysSizeIsLog2: true,
+            keysLog2IndexBytes: 9,
+            keysKind: 10,
+            keysNEntries: 24,
+            keysIndices: 32,
+            entrySize: 24,
+            entryKey: 8,
+            entryValue: 16,
+            unicodeEntrySize: 16,
+            unicodeEntryKey: 0,
+            unicodeEntryValue: 8,
+            valuesArray: 8
+        ),
+        type: TypeOffsets(
+            flags: 168,
+            basicSize: 32,
+            dictOffset: 288,
+            heapCachedKeys: 880,
+            managedDictFlag: 16,
+            inlineValuesFlag: 4,
+            instanceDict: .inlineValues313(dictPointer: -24, validByte: 3)
+        )
+    )
+
+    // 3.15.2 at /var/cache/scalene-attach/pythons/debian-sid/usr
+    private static let objects3_15_2 = ObjectOffsets(
+        objectType: 8,
+        varSize: 16,
+        bytes: BytesOffsets(size: 16, data: 32),
+        unicode: UnicodeOffsets(
+            length: 16,
+            state: 32,
+            asciiSize: 40,
+            compactSize: 56,
+            kindShift: 2,
+            kindBits: 3,
+            compactShift: 5,
+            asciiShift: 6
+        ),
+        long: LongOffsets(
+            sizeOrTag: 16,
+            usesTag: true,
+            tagDigitShift: 3,
+            digits: 24,
+            digitBits: 30,
+            digitSize: 4
+        ),
+        dict: DictOffsets(
+            used: 16,
+            keys: 32,
+            values: 40,
+            keysSize: 8,
+            keysSizeIsLog2: true,
+            keysLog2IndexBytes: 9,
+            keysKind: 10,
+            keysNEntries: 24,
+            keysIndices: 32,
+            entrySize: 24,
+            entryKey: 8,
+            entryValue: 16,
+            unicodeEntrySize: 16,
+            unicodeEntryKey: 0,
+            unicodeEntryValue: 8,
+            valuesArray: 8
+        ),
+        type: TypeOffsets(
+            flags: 168,
+            basicSize: 32,
+            dictOffset: 288,
+            heapCachedKeys: 888,
             managedDictFlag: 16,
             inlineValuesFlag: 4,
             instanceDict: .inlineValues313(dictPointer: -24, validByte: 3)
