@@ -92,7 +92,8 @@ enum Interpreters {
         var lines = ["interpreters tested (\(installed.count)):"] + installed.map { "  \($0.label)  \($0.path)" }
         for minor in expectedMinors where !present.contains(minor) {
             let name = "3.\(minor)"
-            lines.append("skipped \(name): " + (provisioningFailures[name] ?? "not installed"))
+            let narrowed = ProcessInfo.processInfo.environment["SCALENE_TEST_INTERPRETERS"].map { "not selected (SCALENE_TEST_INTERPRETERS=\($0))" }
+            lines.append("skipped \(name): " + (provisioningFailures[name] ?? narrowed ?? "not installed"))
         }
         if lines.count == installed.count + 1 { lines.append("none skipped") }
         return lines.joined(separator: "\n")
