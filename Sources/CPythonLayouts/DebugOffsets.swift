@@ -315,6 +315,8 @@ public struct DebugOffsets: Sendable, Equatable {
         let baseFrame = t.baseFrame.flatMap { $0 == 0 ? nil : $0 }
         let holdsGIL = t.holdsGIL.flatMap { $0 == 0 ? nil : $0 }
         if let baseFrame { try Self.require(baseFrame, pointerIn: t.size, "thread_state.base_frame") }
+        let threadsMain = s.threadsMain.flatMap { $0 == 0 ? nil : $0 }
+        if let threadsMain { try Self.require(threadsMain, pointerIn: s.size, "interpreter_state.threads_main") }
         if let holdsGIL { try Self.require(holdsGIL, intIn: t.size, "thread_state.holds_gil") }
         for (field, value) in [("previous", f.previous), ("executable", f.executable), ("instr_ptr", f.instrPtr)] {
             try Self.require(value, pointerIn: f.size, "interpreter_frame." + field)
@@ -336,7 +338,7 @@ public struct DebugOffsets: Sendable, Equatable {
                 gilstateTstateCurrent: nil,
                 size: rs.size),
             interpreter: InterpreterOffsets(
-                next: s.next, id: s.id, threadsHead: s.threadsHead, modules: s.importsModules,
+                next: s.next, id: s.id, threadsHead: s.threadsHead, threadsMain: threadsMain, modules: s.importsModules,
                 cevalGIL: s.cevalGIL, gilLastHolder: gilHolder, gilLocked: gilLocked, size: s.size),
             thread: ThreadOffsets(
                 next: t.next, interp: t.interp, frame: t.currentFrame, cframeCurrentFrame: nil,

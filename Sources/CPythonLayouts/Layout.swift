@@ -51,6 +51,9 @@ public struct InterpreterOffsets: Sendable, Equatable {
     public var id: Int
     /// `tstate_head` (3.8–3.10) / `threads.head` (3.11+).
     public var threadsHead: Int
+    /// `threads.main` (published from 3.14): the main thread's state, which every complete read of
+    /// the thread list contains.
+    public var threadsMain: Int?
     /// `modules` (3.8–3.11) / `imports.modules` (3.12+): `sys.modules`.
     public var modules: Int
     /// `ceval.gil` (3.12+): pointer to the `_gil_runtime_state` this interpreter uses.
@@ -61,11 +64,12 @@ public struct InterpreterOffsets: Sendable, Equatable {
     public var gilLocked: Int?
     public var size: Int
 
-    public init(next: Int, id: Int, threadsHead: Int, modules: Int, cevalGIL: Int?, gilLastHolder: Int?,
-                gilLocked: Int?, size: Int) {
+    public init(next: Int, id: Int, threadsHead: Int, threadsMain: Int? = nil, modules: Int, cevalGIL: Int?,
+                gilLastHolder: Int?, gilLocked: Int?, size: Int) {
         self.next = next
         self.id = id
         self.threadsHead = threadsHead
+        self.threadsMain = threadsMain
         self.modules = modules
         self.cevalGIL = cevalGIL
         self.gilLastHolder = gilLastHolder

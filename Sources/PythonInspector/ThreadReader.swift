@@ -68,7 +68,16 @@ public struct ThreadReader<Memory: ProcessMemory>: Sendable {
             result.append(record(at: address, bytes: bytes))
             address = bytes.pointer(at: layout.thread.next) ?? 0
         }
+        try requireMainThread(in: result.map(\.address), interpreter: interpreter)
         return result
+    }
+
+    /// 3.14+: the main thread's state is always in the list. A list without it was read while a
+    /// thread state was being linked in or out (a new state's `next` not yet visible): torn.
+    func requireMainThread(in states: [UInt64], interpreter: UInt64) throws(MemoryReadError) {
+        guard let field = layout.interpreter.threadsMain else { return }
+        let main = try memory.pointer(at: interpreter &+ UInt64(field))
+        guard main == 0 || states.contains(main) else { throw .unmapped(address: main, length: 0) }
     }
 
     /// The thread states, in one batched read when the list still holds exactly the `expected`
@@ -77,11 +86,18 @@ public struct ThreadReader<Memory: ProcessMemory>: Sendable {
     public func threads(of interpreter: UInt64, expected: [UInt64]) throws(MemoryReadError) -> [ThreadRecord] {
         guard !expected.isEmpty else { return try threads(of: interpreter) }
         let head = (address: interpreter &+ UInt64(layout.interpreter.threadsHead), count: 8)
-        guard let copies = memory.remoteBytes(batch: [head] + expected.map { ($0, threadReadSize) }),
+        // 3.14+: `threads.main` read in the same batch (the list must contain it).
+        let main = layout.interpreter.threadsMain.map { [(address: interpreter &+ UInt64($0), count: 8)] } ?? []
+        guard let copies = memory.remoteBytes(batch: [head] + main + expected.map { ($0, threadReadSize) }),
               copies[0].pointer(at: 0) == expected[0] else { return try threads(of: interpreter) }
+        if !main.isEmpty {
+            guard let mainState = copies[1].pointer(at: 0), mainState == 0 || expected.contains(mainState) else {
+                return try threads(of: interpreter)
+            }
+        }
         var result = [ThreadRecord]()
         result.reserveCapacity(expected.count)
-        for (index, bytes) in copies.dropFirst().enumerated() {
+        for (index, bytes) in copies.dropFirst(1 + main.count).enumerated() {
             let next = index + 1 < expected.count ? expected[index + 1] : 0
             guard bytes.pointer(at: layout.thread.next) == next, bytes.pointer(at: layout.thread.interp) == interpreter else {
                 return try threads(of: interpreter)

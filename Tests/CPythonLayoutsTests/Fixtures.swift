@@ -112,7 +112,7 @@ enum LayoutJSON {
                 gilstateTstateCurrent: r.optionalInt("gilstateTstateCurrent"), size: try r.int("size")),
             interpreter: InterpreterOffsets(
                 next: try i.int("next"), id: try i.int("id"), threadsHead: try i.int("threadsHead"),
-                modules: try i.int("modules"), cevalGIL: i.optionalInt("cevalGIL"),
+                threadsMain: i.optionalInt("threadsMain"), modules: try i.int("modules"), cevalGIL: i.optionalInt("cevalGIL"),
                 gilLastHolder: i.optionalInt("gilLastHolder"), gilLocked: i.optionalInt("gilLocked"),
                 size: try i.int("size")),
             thread: ThreadOffsets(
