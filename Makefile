@@ -14,7 +14,7 @@ CC           ?= cc
 # second (dynamic) release build in its own directory; they run the static tool.
 TOOL_FLAGS   ?= -c release --static-swift-stdlib
 TEST_FLAGS   ?= -c release --scratch-path .build-tests
-DEB_PACKAGES := libelf-dev libunwind-dev libpython3-dev
+DEB_PACKAGES := libelf-dev libunwind-dev libpython3-dev patchelf gpgv debian-archive-keyring
 BIN_DIR       = $(shell $(SWIFT) build $(TOOL_FLAGS) --show-bin-path 2>/dev/null)
 AGENT        := build/libscalene_agent.so
 
@@ -28,7 +28,7 @@ FUZZ_BIN      = $(shell $(SWIFT) build $(FUZZ_FLAGS) --show-bin-path 2>/dev/null
 FUZZ_SECONDS ?= 60
 FUZZ_TEST_SECONDS ?= 10
 
-.PHONY: all deps build agent test-deps test demo bench layouts clean fuzz fuzz-build fuzz-seeds
+.PHONY: all deps build agent test-deps pythons test demo bench layouts clean fuzz fuzz-build fuzz-seeds
 
 all: build
 
@@ -60,15 +60,22 @@ test-deps:
 	  python3 -m venv $(SCALENE_VENV) && $(SCALENE_VENV)/bin/pip install -q --disable-pip-version-check scalene; \
 	fi
 
+# CPython 3.14 and 3.15 from Debian sid (static and shared-libpython shapes), unpacked outside the
+# clone in $(PYTHONS_CACHE); reused when present. A failure to reach the archive is recorded in the
+# cache's manifest.json and the tests report those interpreters as skipped, with the reason.
+PYTHONS_CACHE ?= /var/cache/scalene-attach/pythons
+pythons: deps
+	@SCALENE_PYTHONS="$(PYTHONS_CACHE)" python3 fixtures/interpreters/provision.py
+
 # The native-allocation library the memory fixtures load with ctypes.
 build/fixtures/libnativealloc.so: fixtures/memory/native_alloc.c
 	@mkdir -p build/fixtures
 	$(CC) -shared -fPIC -O2 -fno-builtin -o $@ $<
 
 # Unit tests, and integration tests that run the built tool against real CPython processes.
-test: build test-deps build/fixtures/libnativealloc.so fuzz-build
+test: build test-deps pythons build/fixtures/libnativealloc.so fuzz-build
 	$(SWIFT) build $(TEST_FLAGS) --build-tests
-	SCALENE_ATTACH_BIN="$(BIN_DIR)/scalene-attach" $(SWIFT) test $(TEST_FLAGS) --skip-build
+	SCALENE_PYTHONS="$(PYTHONS_CACHE)" SCALENE_ATTACH_BIN="$(BIN_DIR)/scalene-attach" $(SWIFT) test $(TEST_FLAGS) --skip-build
 	$(MAKE) -C agent test
 	sh fixtures/fuzz/run-fuzzers.sh "$(FUZZ_BIN)" $(FUZZ_TEST_SECONDS)
 
@@ -80,19 +87,19 @@ fuzz: fuzz-build
 	sh fixtures/fuzz/run-fuzzers.sh "$(FUZZ_BIN)" $(FUZZ_SECONDS)
 
 # Re-records the seed corpus from every installed interpreter (see fixtures/fuzz/make_seeds.py).
-fuzz-seeds: deps
+fuzz-seeds: deps pythons
 	$(SWIFT) build $(TEST_FLAGS) --product scalene-fuzz
-	python3 fixtures/fuzz/make_seeds.py --fuzz-bin "$$($(SWIFT) build $(TEST_FLAGS) --show-bin-path)/scalene-fuzz"
+	SCALENE_PYTHONS="$(PYTHONS_CACHE)" python3 fixtures/fuzz/make_seeds.py --fuzz-bin "$$($(SWIFT) build $(TEST_FLAGS) --show-bin-path)/scalene-fuzz"
 
 demo: build
 	@SCALENE_ATTACH_BIN="$(BIN_DIR)/scalene-attach" sh fixtures/demo/run-demo.sh
 
-bench: build
-	@SCALENE_ATTACH_BIN="$(BIN_DIR)/scalene-attach" python3 fixtures/bench/bench.py
+bench: build pythons
+	@SCALENE_PYTHONS="$(PYTHONS_CACHE)" SCALENE_ATTACH_BIN="$(BIN_DIR)/scalene-attach" python3 fixtures/bench/bench.py
 
 # Regenerates the per-version layout and opcode tables from the installed interpreters' headers.
-layouts:
-	python3 fixtures/generators/generate_layouts.py
+layouts: pythons
+	SCALENE_PYTHONS="$(PYTHONS_CACHE)" python3 fixtures/generators/generate_layouts.py
 
 clean:
 	rm -rf .build .build-tests .build-fuzz build

@@ -5,8 +5,11 @@ public enum DebugOffsetsError: Error, Equatable, Sendable {
     /// Fewer bytes than the version's struct needs.
     case truncated
     /// A version whose struct layout this decoder does not know (the struct changes every minor
-    /// version), or a pre-release.
+    /// version): never read with a guessed layout.
     case unsupportedVersion(PythonVersion)
+    /// An alpha, beta or release candidate (`PY_VERSION_HEX`): its layout may differ from the final
+    /// release's.
+    case preRelease(hex: UInt64)
     /// A free-threaded (no-GIL) build: different structures, unsupported.
     case freeThreaded
     /// An offset that cannot be right (too large, or outside the structure it belongs to): torn or
@@ -17,10 +20,11 @@ public enum DebugOffsetsError: Error, Equatable, Sendable {
 /// The `_Py_DebugOffsets` table CPython 3.13+ keeps at the start of `_PyRuntime` for out-of-process
 /// tools: the version, then offsets of the fields a debugger needs.
 ///
-/// The struct is only stable within a minor version (3.14 adds fields), so decoding goes by the
-/// minor version read first. Layout for 3.13: `Include/internal/pycore_runtime.h`, initialised by
-/// `_PyRuntimeState_INIT` in `pycore_runtime_init.h`. Values are byte offsets within the named
-/// structure unless noted.
+/// The struct changes every minor version (3.14 and 3.15 insert sections and fields mid-struct), so
+/// decoding reads `version` first and then walks the field list of that minor, which is data
+/// (`generatedFields`, parsed by the generator from each version's own
+/// `pycore_debug_offsets.h` / `pycore_runtime.h`): one table per minor, one decoder. Values are
+/// byte offsets within the named structure unless noted; a field a minor lacks is nil.
 public struct DebugOffsets: Sendable, Equatable {
     /// "xdebugpy".
     public static let cookie: [UInt8] = Array("xdebugpy".utf8)
@@ -28,16 +32,17 @@ public struct DebugOffsets: Sendable, Equatable {
     /// Largest offset or size accepted: every real structure is far smaller.
     static let maximumOffset: UInt64 = 1 << 24
 
+    /// The fields after cookie, version and free_threaded, as "section.field", of a minor version
+    /// whose layout is known; nil for others.
+    public static func fields(forMinor minor: Int) -> [String]? { generatedFields[minor] }
+
+    /// The minor versions (of 3.x) whose struct layout this decoder knows, oldest first.
+    public static var knownMinors: [Int] { generatedFields.keys.sorted() }
+
     /// Bytes of `_Py_DebugOffsets` in a minor version whose layout is known, nil for others.
     public static func minimumSize(forMinor minor: Int) -> Int? {
-        switch minor {
-        case 13: return 24 + 8 * fieldCount313
-        default: return nil
-        }
+        fields(forMinor: minor).map { 24 + 8 * $0.count }
     }
-
-    /// uint64 fields after cookie, version and free_threaded in 3.13.
-    static let fieldCount313 = 3 + 13 + 9 + 6 + 10 + 2 + 4 + 3 + 3 + 3 + 2 + 3 + 3 + 4 + 2
 
     public struct RuntimeState: Sendable, Equatable {
         public var size: Int
@@ -63,6 +68,9 @@ public struct DebugOffsets: Sendable, Equatable {
         /// `_gil.locked` and `_gil.last_holder`, from the start of the interpreter state.
         public var gilRuntimeStateLocked: Int
         public var gilRuntimeStateHolder: Int
+        /// 3.14+: `threads.main`, and the counter bumped whenever code objects are replaced.
+        public var threadsMain: Int?
+        public var codeObjectGeneration: Int?
     }
 
     public struct ThreadState: Sendable, Equatable {
@@ -75,6 +83,9 @@ public struct DebugOffsets: Sendable, Equatable {
         public var nativeThreadID: Int
         public var datastackChunk: Int
         public var status: Int
+        /// 3.15+: the frame every chain of the thread ends at, and the thread's own GIL flag.
+        public var baseFrame: Int?
+        public var holdsGIL: Int?
     }
 
     public struct InterpreterFrame: Sendable, Equatable {
@@ -84,6 +95,8 @@ public struct DebugOffsets: Sendable, Equatable {
         public var instrPtr: Int
         public var localsplus: Int
         public var owner: Int
+        /// 3.14+.
+        public var stackpointer: Int?
     }
 
     public struct CodeObject: Sendable, Equatable {
@@ -109,6 +122,10 @@ public struct DebugOffsets: Sendable, Equatable {
         public var tpName: Int
         public var tpRepr: Int
         public var tpFlags: Int
+        /// 3.15+: `tp_basicsize`, `tp_dictoffset` and `PyHeapTypeObject.ht_cached_keys`.
+        public var tpBasicsize: Int?
+        public var tpDictoffset: Int?
+        public var htCachedKeys: Int?
     }
 
     /// Tuple and list.
@@ -146,6 +163,8 @@ public struct DebugOffsets: Sendable, Equatable {
         public var state: Int
         public var length: Int
         public var asciiobjectSize: Int
+        /// 3.15+: `sizeof(PyCompactUnicodeObject)`.
+        public var compactunicodeobjectSize: Int?
     }
 
     public struct GCState: Sendable, Equatable {
@@ -156,6 +175,9 @@ public struct DebugOffsets: Sendable, Equatable {
     /// `PY_VERSION_HEX` of the target.
     public var versionHex: UInt64
     public var version: PythonVersion
+    /// Every field the target published, by "section.field" (the typed views below are built from
+    /// these).
+    public var values: [String: Int]
     public var runtimeState: RuntimeState
     public var interpreterState: InterpreterState
     public var threadState: ThreadState
@@ -174,121 +196,101 @@ public struct DebugOffsets: Sendable, Equatable {
 
     /// Decodes the bytes at the start of `_PyRuntime`.
     ///
-    /// Checks, in order: the cookie, that the version is a final release of a minor version whose
-    /// struct layout is known (3.13), that the build is not free-threaded, that enough bytes are
-    /// there, and that no offset is absurdly large.
+    /// Checks, in order: the cookie, that the version is a final release (pre-releases may have
+    /// another layout) of a minor version whose struct layout is known, that the build is not
+    /// free-threaded, that enough bytes are there, and that no offset is absurdly large.
     public static func decode(_ bytes: [UInt8]) throws(DebugOffsetsError) -> DebugOffsets {
         guard bytes.count >= cookie.count else { throw .truncated }
         guard Array(bytes[0..<cookie.count]) == cookie else { throw .badCookie }
         var reader = FieldReader(bytes: bytes, position: cookie.count)
         let versionHex = try reader.rawNext()
         let version = PythonVersion(hex: versionHex)
-        // Pre-releases may have another layout: only final releases (release level 0xF).
-        guard version.major == 3, let size = minimumSize(forMinor: version.minor), (versionHex >> 4) & 0xf == 0xf else {
-            throw .unsupportedVersion(version)
-        }
+        guard version.major == 3, let names = fields(forMinor: version.minor) else { throw .unsupportedVersion(version) }
+        guard (versionHex >> 4) & 0xf == 0xf else { throw .preRelease(hex: versionHex) }
         guard try reader.rawNext() == 0 else { throw .freeThreaded }
-        guard bytes.count >= size else { throw .truncated }
-        return try decode313(&reader, versionHex: versionHex, version: version)
+        guard bytes.count >= 24 + 8 * names.count else { throw .truncated }
+        var values = [String: Int]()
+        values.reserveCapacity(names.count)
+        for name in names { values[name] = try reader.next(name) }
+        return try DebugOffsets(versionHex: versionHex, version: version, values: values)
     }
 
-    private static func decode313(_ r: inout FieldReader, versionHex: UInt64, version: PythonVersion)
-        throws(DebugOffsetsError) -> DebugOffsets
-    {
-        let runtime = RuntimeState(
-            size: try r.next("runtime_state.size"),
-            finalizing: try r.next("runtime_state.finalizing"),
-            interpretersHead: try r.next("runtime_state.interpreters_head"))
-        let interpreter = InterpreterState(
-            size: try r.next("interpreter_state.size"),
-            id: try r.next("interpreter_state.id"),
-            next: try r.next("interpreter_state.next"),
-            threadsHead: try r.next("interpreter_state.threads_head"),
-            gc: try r.next("interpreter_state.gc"),
-            importsModules: try r.next("interpreter_state.imports_modules"),
-            sysdict: try r.next("interpreter_state.sysdict"),
-            builtins: try r.next("interpreter_state.builtins"),
-            cevalGIL: try r.next("interpreter_state.ceval_gil"),
-            gilRuntimeState: try r.next("interpreter_state.gil_runtime_state"),
-            gilRuntimeStateEnabled: try r.next("interpreter_state.gil_runtime_state_enabled"),
-            gilRuntimeStateLocked: try r.next("interpreter_state.gil_runtime_state_locked"),
-            gilRuntimeStateHolder: try r.next("interpreter_state.gil_runtime_state_holder"))
-        let thread = ThreadState(
-            size: try r.next("thread_state.size"),
-            prev: try r.next("thread_state.prev"),
-            next: try r.next("thread_state.next"),
-            interp: try r.next("thread_state.interp"),
-            currentFrame: try r.next("thread_state.current_frame"),
-            threadID: try r.next("thread_state.thread_id"),
-            nativeThreadID: try r.next("thread_state.native_thread_id"),
-            datastackChunk: try r.next("thread_state.datastack_chunk"),
-            status: try r.next("thread_state.status"))
-        let frame = InterpreterFrame(
-            size: try r.next("interpreter_frame.size"),
-            previous: try r.next("interpreter_frame.previous"),
-            executable: try r.next("interpreter_frame.executable"),
-            instrPtr: try r.next("interpreter_frame.instr_ptr"),
-            localsplus: try r.next("interpreter_frame.localsplus"),
-            owner: try r.next("interpreter_frame.owner"))
-        let code = CodeObject(
-            size: try r.next("code_object.size"),
-            filename: try r.next("code_object.filename"),
-            name: try r.next("code_object.name"),
-            qualname: try r.next("code_object.qualname"),
-            linetable: try r.next("code_object.linetable"),
-            firstlineno: try r.next("code_object.firstlineno"),
-            argcount: try r.next("code_object.argcount"),
-            localsplusnames: try r.next("code_object.localsplusnames"),
-            localspluskinds: try r.next("code_object.localspluskinds"),
-            coCodeAdaptive: try r.next("code_object.co_code_adaptive"))
-        let object = PyObjectOffsets(size: try r.next("pyobject.size"), obType: try r.next("pyobject.ob_type"))
-        let type = TypeObject(
-            size: try r.next("type_object.size"),
-            tpName: try r.next("type_object.tp_name"),
-            tpRepr: try r.next("type_object.tp_repr"),
-            tpFlags: try r.next("type_object.tp_flags"))
-        let tuple = SequenceObject(
-            size: try r.next("tuple_object.size"),
-            obItem: try r.next("tuple_object.ob_item"),
-            obSize: try r.next("tuple_object.ob_size"))
-        let list = SequenceObject(
-            size: try r.next("list_object.size"),
-            obItem: try r.next("list_object.ob_item"),
-            obSize: try r.next("list_object.ob_size"))
-        let dict = DictObject(
-            size: try r.next("dict_object.size"),
-            maKeys: try r.next("dict_object.ma_keys"),
-            maValues: try r.next("dict_object.ma_values"))
-        let float = FloatObject(size: try r.next("float_object.size"), obFval: try r.next("float_object.ob_fval"))
-        let long = LongObject(
-            size: try r.next("long_object.size"),
-            lvTag: try r.next("long_object.lv_tag"),
-            obDigit: try r.next("long_object.ob_digit"))
-        let bytes = BytesObject(
-            size: try r.next("bytes_object.size"),
-            obSize: try r.next("bytes_object.ob_size"),
-            obSval: try r.next("bytes_object.ob_sval"))
-        let unicode = UnicodeObject(
-            size: try r.next("unicode_object.size"),
-            state: try r.next("unicode_object.state"),
-            length: try r.next("unicode_object.length"),
-            asciiobjectSize: try r.next("unicode_object.asciiobject_size"))
-        let gc = GCState(size: try r.next("gc.size"), collecting: try r.next("gc.collecting"))
-        return DebugOffsets(
-            versionHex: versionHex, version: version, runtimeState: runtime, interpreterState: interpreter,
-            threadState: thread, interpreterFrame: frame, codeObject: code, pyObject: object, typeObject: type,
-            tupleObject: tuple, listObject: list, dictObject: dict, floatObject: float, longObject: long,
-            bytesObject: bytes, unicodeObject: unicode, gc: gc)
+    /// The typed views of `values`. A field every supported minor has is required (its absence
+    /// means the generated table is not this decoder's); later additions are optional.
+    init(versionHex: UInt64, version: PythonVersion, values: [String: Int]) throws(DebugOffsetsError) {
+        func r(_ name: String) throws(DebugOffsetsError) -> Int {
+            guard let value = values[name] else { throw .unsupportedVersion(version) }
+            return value
+        }
+        func o(_ name: String) -> Int? { values[name] }
+        self.versionHex = versionHex
+        self.version = version
+        self.values = values
+        runtimeState = RuntimeState(
+            size: try r("runtime_state.size"), finalizing: try r("runtime_state.finalizing"),
+            interpretersHead: try r("runtime_state.interpreters_head"))
+        interpreterState = InterpreterState(
+            size: try r("interpreter_state.size"), id: try r("interpreter_state.id"),
+            next: try r("interpreter_state.next"), threadsHead: try r("interpreter_state.threads_head"),
+            gc: try r("interpreter_state.gc"), importsModules: try r("interpreter_state.imports_modules"),
+            sysdict: try r("interpreter_state.sysdict"), builtins: try r("interpreter_state.builtins"),
+            cevalGIL: try r("interpreter_state.ceval_gil"), gilRuntimeState: try r("interpreter_state.gil_runtime_state"),
+            gilRuntimeStateEnabled: try r("interpreter_state.gil_runtime_state_enabled"),
+            gilRuntimeStateLocked: try r("interpreter_state.gil_runtime_state_locked"),
+            gilRuntimeStateHolder: try r("interpreter_state.gil_runtime_state_holder"),
+            threadsMain: o("interpreter_state.threads_main"),
+            codeObjectGeneration: o("interpreter_state.code_object_generation"))
+        threadState = ThreadState(
+            size: try r("thread_state.size"), prev: try r("thread_state.prev"), next: try r("thread_state.next"),
+            interp: try r("thread_state.interp"), currentFrame: try r("thread_state.current_frame"),
+            threadID: try r("thread_state.thread_id"), nativeThreadID: try r("thread_state.native_thread_id"),
+            datastackChunk: try r("thread_state.datastack_chunk"), status: try r("thread_state.status"),
+            baseFrame: o("thread_state.base_frame"), holdsGIL: o("thread_state.holds_gil"))
+        interpreterFrame = InterpreterFrame(
+            size: try r("interpreter_frame.size"), previous: try r("interpreter_frame.previous"),
+            executable: try r("interpreter_frame.executable"), instrPtr: try r("interpreter_frame.instr_ptr"),
+            localsplus: try r("interpreter_frame.localsplus"), owner: try r("interpreter_frame.owner"),
+            stackpointer: o("interpreter_frame.stackpointer"))
+        codeObject = CodeObject(
+            size: try r("code_object.size"), filename: try r("code_object.filename"), name: try r("code_object.name"),
+            qualname: try r("code_object.qualname"), linetable: try r("code_object.linetable"),
+            firstlineno: try r("code_object.firstlineno"), argcount: try r("code_object.argcount"),
+            localsplusnames: try r("code_object.localsplusnames"), localspluskinds: try r("code_object.localspluskinds"),
+            coCodeAdaptive: try r("code_object.co_code_adaptive"))
+        pyObject = PyObjectOffsets(size: try r("pyobject.size"), obType: try r("pyobject.ob_type"))
+        typeObject = TypeObject(
+            size: try r("type_object.size"), tpName: try r("type_object.tp_name"), tpRepr: try r("type_object.tp_repr"),
+            tpFlags: try r("type_object.tp_flags"), tpBasicsize: o("type_object.tp_basicsize"),
+            tpDictoffset: o("type_object.tp_dictoffset"), htCachedKeys: o("heap_type_object.ht_cached_keys"))
+        tupleObject = SequenceObject(
+            size: try r("tuple_object.size"), obItem: try r("tuple_object.ob_item"), obSize: try r("tuple_object.ob_size"))
+        listObject = SequenceObject(
+            size: try r("list_object.size"), obItem: try r("list_object.ob_item"), obSize: try r("list_object.ob_size"))
+        dictObject = DictObject(
+            size: try r("dict_object.size"), maKeys: try r("dict_object.ma_keys"), maValues: try r("dict_object.ma_values"))
+        floatObject = FloatObject(size: try r("float_object.size"), obFval: try r("float_object.ob_fval"))
+        longObject = LongObject(
+            size: try r("long_object.size"), lvTag: try r("long_object.lv_tag"), obDigit: try r("long_object.ob_digit"))
+        bytesObject = BytesObject(
+            size: try r("bytes_object.size"), obSize: try r("bytes_object.ob_size"), obSval: try r("bytes_object.ob_sval"))
+        unicodeObject = UnicodeObject(
+            size: try r("unicode_object.size"), state: try r("unicode_object.state"),
+            length: try r("unicode_object.length"), asciiobjectSize: try r("unicode_object.asciiobject_size"),
+            compactunicodeobjectSize: o("unicode_object.compactunicodeobject_size"))
+        gc = GCState(size: try r("gc.size"), collecting: try r("gc.collecting"))
     }
 
     /// The full layout of the target: these offsets, plus what they lack from the generated table of
-    /// the same minor version (object internals, `FRAME_OWNED_BY_CSTACK`, `interpreters.main`) and
-    /// the version's semantic choices (instruction pointer, PEP 657 location table, inline bytecode).
+    /// the same minor version (object internals, the owner values of the interpreter's own frames,
+    /// the tag bits of `f_executable`, `interpreters.main`) and the version's semantic choices
+    /// (instruction pointer, PEP 657 location table, inline bytecode).
     ///
     /// Throws `.implausibleOffset` when a field the reader uses lies outside its structure, and
-    /// `.unsupportedVersion` when no generated table covers the minor version.
+    /// `.unsupportedVersion` when no generated table covers the minor version (or the table was
+    /// generated from another `_Py_DebugOffsets` layout).
     public func layout() throws(DebugOffsetsError) -> PythonLayout {
-        guard let entry = LayoutTables.entry(for: version), version.minor == 13 else {
+        guard let entry = LayoutTables.entry(for: version), entry.version.minor == version.minor,
+              entry.debugOffsetsSize != nil, entry.debugOffsetsSize == Self.minimumSize(forMinor: version.minor) else {
             throw .unsupportedVersion(version)
         }
         let rs = runtimeState, s = interpreterState, t = threadState, f = interpreterFrame, c = codeObject
@@ -299,6 +301,7 @@ public struct DebugOffsets: Sendable, Equatable {
         }
         // The GIL fields are given from the interpreter state; readers follow `ceval.gil` and need
         // them relative to `_gil_runtime_state`.
+        try Self.require(s.gilRuntimeState, byteIn: s.size, "interpreter_state.gil_runtime_state")
         let gilStateSize = s.size - s.gilRuntimeState
         let gilLocked = s.gilRuntimeStateLocked - s.gilRuntimeState
         let gilHolder = s.gilRuntimeStateHolder - s.gilRuntimeState
@@ -308,6 +311,13 @@ public struct DebugOffsets: Sendable, Equatable {
                                ("thread_id", t.threadID), ("native_thread_id", t.nativeThreadID)] {
             try Self.require(value, pointerIn: t.size, "thread_state." + field)
         }
+        // Optional fields: 0 means "absent in this build".
+        let baseFrame = t.baseFrame.flatMap { $0 == 0 ? nil : $0 }
+        let holdsGIL = t.holdsGIL.flatMap { $0 == 0 ? nil : $0 }
+        if let baseFrame { try Self.require(baseFrame, pointerIn: t.size, "thread_state.base_frame") }
+        let threadsMain = s.threadsMain.flatMap { $0 == 0 ? nil : $0 }
+        if let threadsMain { try Self.require(threadsMain, pointerIn: s.size, "interpreter_state.threads_main") }
+        if let holdsGIL { try Self.require(holdsGIL, intIn: t.size, "thread_state.holds_gil") }
         for (field, value) in [("previous", f.previous), ("executable", f.executable), ("instr_ptr", f.instrPtr)] {
             try Self.require(value, pointerIn: f.size, "interpreter_frame." + field)
         }
@@ -319,10 +329,10 @@ public struct DebugOffsets: Sendable, Equatable {
         try Self.require(c.coCodeAdaptive, byteIn: c.size, "code_object.co_code_adaptive")
         // Readers copy whole frames, code headers and thread states per sample: sizes far beyond any
         // real struct would turn each read into megabytes.
-        try Self.require(size: f.size, atMost: 1024, "interpreter_frame.size")
-        try Self.require(size: c.size, atMost: 4096, "code_object.size")
-        try Self.require(size: t.size, atMost: 1 << 16, "thread_state.size")
-        try validateObjectOffsets()
+        try Self.require(f.size, sizeAtMost: 1024, "interpreter_frame.size")
+        try Self.require(c.size, sizeAtMost: 4096, "code_object.size")
+        try Self.require(t.size, sizeAtMost: 1 << 16, "thread_state.size")
+        let objects = try objects(overriding: entry.objects)
 
         let main = entry.interpretersMainFromHead.map { rs.interpretersHead + $0 }
         return PythonLayout(
@@ -334,26 +344,48 @@ public struct DebugOffsets: Sendable, Equatable {
                 size: rs.size,
                 finalizing: rs.finalizing > 0 && rs.finalizing + 8 <= rs.size ? rs.finalizing : nil),
             interpreter: InterpreterOffsets(
-                next: s.next, id: s.id, threadsHead: s.threadsHead, modules: s.importsModules,
+                next: s.next, id: s.id, threadsHead: s.threadsHead, threadsMain: threadsMain, modules: s.importsModules,
                 cevalGIL: s.cevalGIL, gilLastHolder: gilHolder, gilLocked: gilLocked, size: s.size),
             thread: ThreadOffsets(
                 next: t.next, interp: t.interp, frame: t.currentFrame, cframeCurrentFrame: nil,
-                threadID: t.threadID, nativeThreadID: t.nativeThreadID, size: t.size,
+                threadID: t.threadID, nativeThreadID: t.nativeThreadID, baseFrame: baseFrame, holdsGIL: holdsGIL,
+                size: t.size,
                 datastackChunk: t.datastackChunk > 0 && t.datastackChunk + 8 <= t.size ? t.datastackChunk : nil,
                 stackChunk: entry.stackChunk),
             frame: FrameOffsets(
                 previous: f.previous, code: f.executable, instruction: f.instrPtr,
                 instructionField: .instructionPointer, isEntry: nil, owner: f.owner,
-                ownerCStack: entry.frameOwnerCStack, size: f.size),
+                ownerCStack: entry.frameOwnerCStack, ownerInterpreter: entry.frameOwnerInterpreter,
+                codeTagBits: entry.frameCodeTagBits, size: f.size),
             code: CodeOffsets(
                 filename: c.filename, name: c.name, qualname: c.qualname, firstLineNumber: c.firstlineno,
                 lineTable: c.linetable, lineTableFormat: .locationTable, codeBytes: .inline(offset: c.coCodeAdaptive),
                 size: c.size),
-            objects: objects(overriding: entry.objects))
+            objects: objects)
     }
 
-    /// The generated object internals, with every field the target itself reports taken from it.
-    private func objects(overriding generated: ObjectOffsets) -> ObjectOffsets {
+    /// The generated object internals, with every field the target itself reports taken from it
+    /// (each checked against the size of its structure).
+    private func objects(overriding generated: ObjectOffsets) throws(DebugOffsetsError) -> ObjectOffsets {
+        // Every object struct is small; a huge size would make the bounds below meaningless.
+        for (field, size) in [("pyobject.size", pyObject.size), ("tuple_object.size", tupleObject.size),
+                              ("bytes_object.size", bytesObject.size), ("unicode_object.size", unicodeObject.size),
+                              ("long_object.size", longObject.size), ("dict_object.size", dictObject.size),
+                              ("type_object.size", typeObject.size)] {
+            try Self.require(size, sizeAtMost: 4096, field)
+        }
+        try Self.require(pyObject.obType, pointerIn: pyObject.size, "pyobject.ob_type")
+        try Self.require(tupleObject.obSize, pointerIn: tupleObject.size, "tuple_object.ob_size")
+        try Self.require(bytesObject.obSize, pointerIn: bytesObject.size, "bytes_object.ob_size")
+        try Self.require(bytesObject.obSval, byteIn: bytesObject.size, "bytes_object.ob_sval")
+        try Self.require(unicodeObject.length, pointerIn: unicodeObject.size, "unicode_object.length")
+        try Self.require(unicodeObject.state, intIn: unicodeObject.size, "unicode_object.state")
+        try Self.require(unicodeObject.asciiobjectSize, sizeAtMost: unicodeObject.size, "unicode_object.asciiobject_size")
+        try Self.require(longObject.lvTag, pointerIn: longObject.size, "long_object.lv_tag")
+        try Self.require(longObject.obDigit, byteIn: longObject.size, "long_object.ob_digit")
+        try Self.require(dictObject.maKeys, pointerIn: dictObject.size, "dict_object.ma_keys")
+        try Self.require(dictObject.maValues, pointerIn: dictObject.size, "dict_object.ma_values")
+        try Self.require(typeObject.tpFlags, pointerIn: typeObject.size, "type_object.tp_flags")
         var objects = generated
         objects.objectType = pyObject.obType
         objects.varSize = tupleObject.obSize
@@ -367,38 +399,34 @@ public struct DebugOffsets: Sendable, Equatable {
         objects.dict.keys = dictObject.maKeys
         objects.dict.values = dictObject.maValues
         objects.type.flags = typeObject.tpFlags
+        if let compact = unicodeObject.compactunicodeobjectSize, compact != 0 {
+            try Self.require(compact, sizeAtMost: 1 << 12, "unicode_object.compactunicodeobject_size")
+            objects.unicode.compactSize = compact
+        }
+        if let basicSize = typeObject.tpBasicsize, basicSize != 0 {
+            try Self.require(basicSize, pointerIn: typeObject.size, "type_object.tp_basicsize")
+            objects.type.basicSize = basicSize
+        }
+        if let dictOffset = typeObject.tpDictoffset, dictOffset != 0 {
+            try Self.require(dictOffset, pointerIn: typeObject.size, "type_object.tp_dictoffset")
+            objects.type.dictOffset = dictOffset
+        }
+        if let cachedKeys = typeObject.htCachedKeys, cachedKeys != 0 {
+            try Self.require(cachedKeys, pointerIn: 1 << 12, "heap_type_object.ht_cached_keys")
+            objects.type.heapCachedKeys = cachedKeys
+        }
         return objects
     }
 
-    /// The object fields taken from the target (see `objects(overriding:)`) must lie inside their
-    /// (small) object structs.
-    private func validateObjectOffsets() throws(DebugOffsetsError) {
-        let objectLimit = 4096
-        let fields: [(String, Int, Int)] = [
-            ("pyobject.ob_type", pyObject.obType, pyObject.size),
-            ("tuple_object.ob_size", tupleObject.obSize, tupleObject.size),
-            ("bytes_object.ob_size", bytesObject.obSize, bytesObject.size),
-            ("unicode_object.length", unicodeObject.length, unicodeObject.size),
-            ("unicode_object.state", unicodeObject.state, unicodeObject.size),
-            ("long_object.lv_tag", longObject.lvTag, longObject.size),
-            ("dict_object.ma_keys", dictObject.maKeys, dictObject.size),
-            ("dict_object.ma_values", dictObject.maValues, dictObject.size),
-            ("type_object.tp_flags", typeObject.tpFlags, typeObject.size),
-        ]
-        for (field, offset, size) in fields {
-            try Self.require(size: size, atMost: objectLimit, field)
-            try Self.require(offset, pointerIn: size, field)
-        }
-        // Inline data starts at the end of the fixed part: at most the struct size.
-        for (field, offset, size) in [("bytes_object.ob_sval", bytesObject.obSval, bytesObject.size),
-                                      ("long_object.ob_digit", longObject.obDigit, longObject.size),
-                                      ("unicode_object.asciiobject_size", unicodeObject.asciiobjectSize, objectLimit)] {
-            guard offset > 0, offset <= size else { throw .implausibleOffset(field: field, value: UInt64(clamping: offset)) }
-        }
+    /// A 4-byte field at `offset` must lie inside a structure of `size` bytes.
+    private static func require(_ offset: Int, intIn size: Int, _ field: String) throws(DebugOffsetsError) {
+        guard offset >= 0, offset + 4 <= size else { throw .implausibleOffset(field: field, value: UInt64(clamping: offset)) }
     }
 
-    private static func require(size: Int, atMost limit: Int, _ field: String) throws(DebugOffsetsError) {
-        guard size > 0, size <= limit else { throw .implausibleOffset(field: field, value: UInt64(clamping: size)) }
+    /// A size (of a header a reader skips, or of a structure a reader copies) must be positive and at
+    /// most `limit`.
+    private static func require(_ value: Int, sizeAtMost limit: Int, _ field: String) throws(DebugOffsetsError) {
+        guard value > 0, value <= limit else { throw .implausibleOffset(field: field, value: UInt64(clamping: value)) }
     }
 
     /// A pointer-sized field at `offset` must lie inside a structure of `size` bytes.

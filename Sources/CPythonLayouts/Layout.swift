@@ -56,6 +56,9 @@ public struct InterpreterOffsets: Sendable, Equatable {
     public var id: Int
     /// `tstate_head` (3.8–3.10) / `threads.head` (3.11+).
     public var threadsHead: Int
+    /// `threads.main` (published from 3.14): the main thread's state, which every complete read of
+    /// the thread list contains.
+    public var threadsMain: Int?
     /// `modules` (3.8–3.11) / `imports.modules` (3.12+): `sys.modules`.
     public var modules: Int
     /// `ceval.gil` (3.12+): pointer to the `_gil_runtime_state` this interpreter uses.
@@ -66,11 +69,12 @@ public struct InterpreterOffsets: Sendable, Equatable {
     public var gilLocked: Int?
     public var size: Int
 
-    public init(next: Int, id: Int, threadsHead: Int, modules: Int, cevalGIL: Int?, gilLastHolder: Int?,
-                gilLocked: Int?, size: Int) {
+    public init(next: Int, id: Int, threadsHead: Int, threadsMain: Int? = nil, modules: Int, cevalGIL: Int?,
+                gilLastHolder: Int?, gilLocked: Int?, size: Int) {
         self.next = next
         self.id = id
         self.threadsHead = threadsHead
+        self.threadsMain = threadsMain
         self.modules = modules
         self.cevalGIL = cevalGIL
         self.gilLastHolder = gilLastHolder
@@ -92,6 +96,11 @@ public struct ThreadOffsets: Sendable, Equatable {
     public var threadID: Int
     /// `native_thread_id` (3.11+): the kernel thread id.
     public var nativeThreadID: Int?
+    /// `base_frame` (3.15+): pointer to the frame embedded in the thread state at the end of every
+    /// chain of this thread. A walk that ends anywhere else was torn.
+    public var baseFrame: Int?
+    /// `holds_gil` (an int, published from 3.15): nonzero while this thread holds the GIL.
+    public var holdsGIL: Int?
     public var size: Int
     /// `datastack_chunk` (3.11+): the chunk of the thread's data stack that holds its newest frames.
     public var datastackChunk: Int?
@@ -99,13 +108,16 @@ public struct ThreadOffsets: Sendable, Equatable {
     public var stackChunk: StackChunkOffsets?
 
     public init(next: Int, interp: Int, frame: Int, cframeCurrentFrame: Int?, threadID: Int, nativeThreadID: Int?,
-                size: Int, datastackChunk: Int? = nil, stackChunk: StackChunkOffsets? = nil) {
+                baseFrame: Int? = nil, holdsGIL: Int? = nil, size: Int, datastackChunk: Int? = nil,
+                stackChunk: StackChunkOffsets? = nil) {
         self.next = next
         self.interp = interp
         self.frame = frame
         self.cframeCurrentFrame = cframeCurrentFrame
         self.threadID = threadID
         self.nativeThreadID = nativeThreadID
+        self.baseFrame = baseFrame
+        self.holdsGIL = holdsGIL
         self.size = size
         self.datastackChunk = datastackChunk
         self.stackChunk = stackChunk
@@ -156,14 +168,20 @@ public struct FrameOffsets: Sendable, Equatable {
     public var isEntry: Int?
     /// `owner` (3.11+): who owns the frame (a `char`).
     public var owner: Int?
-    /// `FRAME_OWNED_BY_CSTACK` (3.12+): owner of the interpreter's C-stack shim frames, which
+    /// `FRAME_OWNED_BY_CSTACK` (3.12–3.14): owner of the interpreter's C-stack shim frames, which
     /// readers skip.
     public var ownerCStack: Int?
+    /// `FRAME_OWNED_BY_INTERPRETER` (3.14+): owner of entry and sentinel frames (3.15: also the
+    /// thread's base frame), which readers skip too.
+    public var ownerInterpreter: Int?
+    /// `Py_TAG_BITS` (3.14+): `f_executable` is a `_PyStackRef` whose low bits are tags; the code
+    /// object is the word with these bits cleared. 0 where the field is a plain pointer.
+    public var codeTagBits: Int
     /// Bytes a reader copies to see every field above.
     public var size: Int
 
     public init(previous: Int, code: Int, instruction: Int, instructionField: InstructionField, isEntry: Int?,
-                owner: Int?, ownerCStack: Int?, size: Int) {
+                owner: Int?, ownerCStack: Int?, ownerInterpreter: Int? = nil, codeTagBits: Int = 0, size: Int) {
         self.previous = previous
         self.code = code
         self.instruction = instruction
@@ -171,7 +189,18 @@ public struct FrameOffsets: Sendable, Equatable {
         self.isEntry = isEntry
         self.owner = owner
         self.ownerCStack = ownerCStack
+        self.ownerInterpreter = ownerInterpreter
+        self.codeTagBits = codeTagBits
         self.size = size
+    }
+
+    /// The code object's address from the raw `f_code` / `f_executable` word.
+    public func codeAddress(_ word: UInt64) -> UInt64 { word & ~UInt64(truncatingIfNeeded: codeTagBits) }
+
+    /// Whether a frame with this owner is one of the interpreter's own (C-stack shim, entry,
+    /// sentinel or base frame) rather than a Python function's.
+    public func isInterpreterOwned(_ owner: UInt8) -> Bool {
+        Int(owner) == ownerCStack || Int(owner) == ownerInterpreter
     }
 }
 

@@ -14,8 +14,12 @@ public enum LayoutTables {
         public var objects: ObjectOffsets
         /// pymalloc constants.
         public var allocator: AllocatorConstants
-        /// `FRAME_OWNED_BY_CSTACK` (3.12+): the owner value of the interpreter's C-stack shim frames.
+        /// `FRAME_OWNED_BY_CSTACK` (3.12–3.14): the owner value of the interpreter's C-stack shim frames.
         public var frameOwnerCStack: Int?
+        /// `FRAME_OWNED_BY_INTERPRETER` (3.14+): the owner value of entry, sentinel and base frames.
+        public var frameOwnerInterpreter: Int?
+        /// `Py_TAG_BITS` (3.14+): tag bits of `f_executable`; 0 before.
+        public var frameCodeTagBits: Int
         /// `_PyStackChunk` (3.11+): `_Py_DebugOffsets` has the thread's chunk pointer, not the header.
         public var stackChunk: StackChunkOffsets?
         /// `sizeof(_Py_DebugOffsets)` (3.13+) in this interpreter's headers.
@@ -26,14 +30,17 @@ public enum LayoutTables {
         public var interpretersMainFromHead: Int?
 
         public init(version: PythonVersion, prefix: String, layout: PythonLayout?, objects: ObjectOffsets,
-                    allocator: AllocatorConstants, frameOwnerCStack: Int?, stackChunk: StackChunkOffsets?,
-                    debugOffsetsSize: Int?, interpretersMainFromHead: Int?) {
+                    allocator: AllocatorConstants, frameOwnerCStack: Int?, frameOwnerInterpreter: Int? = nil,
+                    frameCodeTagBits: Int = 0, stackChunk: StackChunkOffsets? = nil, debugOffsetsSize: Int?,
+                    interpretersMainFromHead: Int?) {
             self.version = version
             self.prefix = prefix
             self.layout = layout
             self.objects = objects
             self.allocator = allocator
             self.frameOwnerCStack = frameOwnerCStack
+            self.frameOwnerInterpreter = frameOwnerInterpreter
+            self.frameCodeTagBits = frameCodeTagBits
             self.stackChunk = stackChunk
             self.debugOffsetsSize = debugOffsetsSize
             self.interpretersMainFromHead = interpretersMainFromHead

@@ -108,6 +108,9 @@ public final class MemorySession {
         }
         frames.frame_owner = Int32(layout.frame.owner ?? -1)
         frames.owner_cstack = Int32(layout.frame.ownerCStack ?? -1)
+        frames.owner_interpreter = Int32(layout.frame.ownerInterpreter ?? -1)
+        frames.code_tag_bits = Int32(layout.frame.codeTagBits)
+        frames.tstate_thread_id = Int32(layout.thread.threadID)
         var config = scalene_agent_config()
         config.runtime_address = target.runtimeAddress
         config.memory_window = options.window

@@ -97,7 +97,15 @@ public final class InterpreterObserver<Memory: ProcessMemory> {
         let interp = try mainInterpreter()
         let records = try threadList(of: interp)
         lastThreadStates = records.map(\.address)
-        let holder = threads.gilHolder(interpreter: interp)
+        // 3.15+: each thread state says whether it holds the GIL (read with the states, no extra
+        // read). A read that tore across a GIL hand-off can show two holders: then ask the GIL.
+        let flags = records.compactMap(\.holdsGIL)
+        let holder: UInt64?
+        if flags.count == records.count && flags.filter({ $0 }).count <= 1 {
+            holder = records.first { $0.holdsGIL == true }?.address
+        } else {
+            holder = threads.gilHolder(interpreter: interp)
+        }
         if layout.thread.nativeThreadID == nil, records.contains(where: { $0.pthreadID != 0 && tidsByPthread[$0.pthreadID] == nil }) {
             // pthread ids are reused after a thread ends, so the whole map is rebuilt.
             tidsByPthread = tidResolver.resolve(records.map(\.pthreadID), tids: threadIDs.refresh().namespaceIDs,

@@ -20,7 +20,15 @@ public struct PythonTarget: Sendable {
     /// type is torn or not a Python frame.
     public let codeTypeAddress: UInt64?
 
-    public static let supportedVersions = "3.8–3.13"
+    /// "3.8–3.15": every minor version with a generated table (3.13+ also need their
+    /// `_Py_DebugOffsets` layout, which the same generator writes).
+    public static let supportedVersions: String = {
+        let minors = LayoutTables.supportedMinorVersions.filter {
+            $0.minor < 13 || DebugOffsets.fields(forMinor: $0.minor) != nil
+        }
+        guard let first = minors.first, let last = minors.last else { return "none" }
+        return "\(first.minorVersion)–\(last.minorVersion)"
+    }()
 
     public var pid: Int32 { process.pid }
     public var memory: RemoteMemory { process.memory }
@@ -79,6 +87,18 @@ public struct PythonTarget: Sendable {
         return PythonVersion(hex: hex)
     }
 
+    /// "3.15.0b2" for a `PY_VERSION_HEX`.
+    static func describe(hex: UInt64) -> String {
+        let level: String
+        switch (hex >> 4) & 0xf {
+        case 0xa: level = "a"
+        case 0xb: level = "b"
+        case 0xc: level = "rc"
+        default: level = "?"
+        }
+        return PythonVersion(hex: hex).description + level + String(hex & 0xf)
+    }
+
     static func layout(for detected: VersionDetector.Result, pid: Int32) throws(InspectError) -> PythonLayout {
         let version = detected.version
         guard version.major == 3, version.minor >= 8 else {
@@ -92,7 +112,14 @@ public struct PythonTarget: Sendable {
             do {
                 return try DebugOffsets.decode(raw).layout()
             } catch .unsupportedVersion(let v) {
-                throw .unsupportedVersion(pid: pid, version: v.description, reason: "supported versions are \(supportedVersions)")
+                // A minor this build has no table for (newer than it knows, or a layout it was not
+                // generated from) is never read with a guessed layout.
+                let newest = LayoutTables.supportedMinorVersions.last.map { $0.minor } ?? 0
+                let why = v.major == 3 && v.minor > newest ? "it is newer than this build of scalene-attach knows; " : ""
+                throw .unsupportedVersion(pid: pid, version: v.description, reason: why + "supported versions are \(supportedVersions)")
+            } catch .preRelease(let hex) {
+                throw .unsupportedVersion(pid: pid, version: Self.describe(hex: hex),
+                                          reason: "pre-releases are not supported (their layout may differ from the final release's); supported versions are \(supportedVersions)")
             } catch .freeThreaded {
                 throw .unsupportedVersion(pid: pid, version: version.description + " (free-threaded)",
                                           reason: "free-threaded builds have no GIL and a different layout")

@@ -29,7 +29,8 @@ public struct FrameWalk: Sendable {
     public var frames: [RawFrame] = []
     /// The walk stopped at the depth bound or at a cycle.
     public var truncated = false
-    /// A frame could not be read (torn or stale pointer): the stack may be incomplete.
+    /// A frame could not be read (torn or stale pointer), or (3.15+) the chain did not end at the
+    /// thread's base frame: the stack may be incomplete.
     public var incomplete = false
 }
 
@@ -37,6 +38,8 @@ public struct FrameWalk: Sendable {
 public struct WalkStart: Sendable {
     public var frame: UInt64
     public var window: FrameWindow?
+    /// Where a complete chain of this thread ends (3.15+: the thread state's `base_frame`).
+    public var baseFrame: UInt64?
 }
 
 /// Memory copied for a walk: a whole data-stack chunk (3.11+: the frames of ordinary calls, as they
@@ -119,11 +122,13 @@ public final class StackReader<Memory: ProcessMemory> {
         let copies: [RemoteBytes?] = memory.remoteBytes(batch: ranges).map { $0.map(Optional.some) }
             ?? ranges.map { try? memory.remoteBytes(at: $0.address, count: $0.count) }
         var next = copies.makeIterator()
-        return zip(frames, requests).map { frame, request in
+        return zip(zip(frames, requests), threadStates).map { pair, state in
+            let (frame, request) = pair
             guard let frame, frame != 0 else { return nil }
-            guard let request else { return WalkStart(frame: frame, window: nil) }
+            guard let request else { return WalkStart(frame: frame, window: nil, baseFrame: baseFrame(threadState: state)) }
             let copy = next.next().flatMap { $0 }
-            return WalkStart(frame: frame, window: copy.map { FrameWindow(bytes: $0, isChunk: request.isChunk) })
+            return WalkStart(frame: frame, window: copy.map { FrameWindow(bytes: $0, isChunk: request.isChunk) },
+                             baseFrame: baseFrame(threadState: state))
         }
     }
 
@@ -131,9 +136,17 @@ public final class StackReader<Memory: ProcessMemory> {
     /// thread has no frame.
     public func walkStart(threadState: RemoteBytes) -> WalkStart? {
         guard let frame = innermostFrame(threadState: threadState), frame != 0 else { return nil }
-        guard let request = startRange(frame: frame, threadState: threadState) else { return WalkStart(frame: frame, window: nil) }
+        let base = baseFrame(threadState: threadState)
+        guard let request = startRange(frame: frame, threadState: threadState) else {
+            return WalkStart(frame: frame, window: nil, baseFrame: base)
+        }
         let copy = try? memory.remoteBytes(at: request.range.address, count: request.range.count)
-        return WalkStart(frame: frame, window: copy.map { FrameWindow(bytes: $0, isChunk: request.isChunk) })
+        return WalkStart(frame: frame, window: copy.map { FrameWindow(bytes: $0, isChunk: request.isChunk) }, baseFrame: base)
+    }
+
+    /// The thread state's `base_frame` (3.15+), nil where the version has none.
+    func baseFrame(threadState: RemoteBytes) -> UInt64? {
+        layout.thread.baseFrame.flatMap { threadState.pointer(at: $0) }
     }
 
     /// The first range a walk reads: the thread's current data-stack chunk from its header up to
@@ -167,11 +180,12 @@ public final class StackReader<Memory: ProcessMemory> {
 
     /// Walks from `start` outwards.
     public func walk(from start: WalkStart) -> FrameWalk {
-        walk(from: start.frame, window: start.window)
+        walk(from: start.frame, window: start.window, baseFrame: start.baseFrame)
     }
 
     /// Walks from `frame` outwards. `window`, if given, already holds the memory around `frame`.
-    public func walk(from frame: UInt64, window initial: FrameWindow? = nil) -> FrameWalk {
+    /// `baseFrame` (3.15+: the thread state's `base_frame`) is where every complete chain ends.
+    public func walk(from frame: UInt64, window initial: FrameWindow? = nil, baseFrame: UInt64? = nil) -> FrameWalk {
         var walk = FrameWalk()
         var address = frame
         let f = layout.frame
@@ -183,11 +197,15 @@ public final class StackReader<Memory: ProcessMemory> {
                 break
             }
             guard let bytes = frameBytes(at: address, windows: &windows),
-                  let code = bytes.pointer(at: f.code), let previous = bytes.pointer(at: f.previous) else {
+                  let codeWord = bytes.pointer(at: f.code), let previous = bytes.pointer(at: f.previous) else {
                 walk.incomplete = true
                 break
             }
-            let isShim = f.owner.flatMap { bytes.uint8(at: $0) }.map { Int($0) == f.ownerCStack } ?? false
+            // The interpreter's own frames (C-stack shims, 3.14+ entry and base frames) hold no code
+            // object; 3.14+ tags the low bits of f_executable.
+            let isShim = f.owner.flatMap { bytes.uint8(at: $0) }.map { f.isInterpreterOwned($0) } ?? false
+            let code = f.codeAddress(codeWord)
+            if previous == 0, let baseFrame, baseFrame != 0, address != baseFrame { walk.incomplete = true }
             if !isShim && code != 0 {
                 let instruction: UInt64
                 switch f.instructionField {

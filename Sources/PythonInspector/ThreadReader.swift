@@ -11,6 +11,10 @@ public struct ThreadRecord: Sendable {
     public var nativeThreadID: Int32?
     /// The bytes of the thread state, for reading its frame pointer.
     public var bytes: RemoteBytes
+    /// `base_frame` (3.15+): where every complete frame chain of the thread ends.
+    public var baseFrame: UInt64? = nil
+    /// `holds_gil` (3.15+): the thread's own flag; nil where the version does not publish it.
+    public var holdsGIL: Bool? = nil
 }
 
 /// Reads the interpreter and its thread states.
@@ -29,7 +33,9 @@ public struct ThreadReader<Memory: ProcessMemory>: Sendable {
         self.layout = layout
         self.runtimeAddress = runtimeAddress
         let t = layout.thread
-        threadReadSize = max(t.next, t.interp, t.frame, t.threadID, t.nativeThreadID ?? 0, t.datastackChunk ?? 0) + 8
+        threadReadSize = max(max(t.next, t.interp, t.frame, t.threadID, t.nativeThreadID ?? 0, t.baseFrame ?? 0,
+                                 t.datastackChunk ?? 0) + 8,
+                             (t.holdsGIL ?? 0) + 4)
     }
 
     /// The main interpreter (id 0): `interpreters.main` where known, else found in the list.
@@ -65,7 +71,16 @@ public struct ThreadReader<Memory: ProcessMemory>: Sendable {
             result.append(record(at: address, bytes: bytes))
             address = bytes.pointer(at: layout.thread.next) ?? 0
         }
+        try requireMainThread(in: result.map(\.address), interpreter: interpreter)
         return result
+    }
+
+    /// 3.14+: the main thread's state is always in the list. A list without it was read while a
+    /// thread state was being linked in or out (a new state's `next` not yet visible): torn.
+    func requireMainThread(in states: [UInt64], interpreter: UInt64) throws(MemoryReadError) {
+        guard let field = layout.interpreter.threadsMain else { return }
+        let main = try memory.pointer(at: interpreter &+ UInt64(field))
+        guard main == 0 || states.contains(main) else { throw .unmapped(address: main, length: 0) }
     }
 
     /// The thread states, in one batched read when the list still holds exactly the `expected`
@@ -74,11 +89,18 @@ public struct ThreadReader<Memory: ProcessMemory>: Sendable {
     public func threads(of interpreter: UInt64, expected: [UInt64]) throws(MemoryReadError) -> [ThreadRecord] {
         guard !expected.isEmpty else { return try threads(of: interpreter) }
         let head = (address: interpreter &+ UInt64(layout.interpreter.threadsHead), count: 8)
-        guard let copies = memory.remoteBytes(batch: [head] + expected.map { ($0, threadReadSize) }),
+        // 3.14+: `threads.main` read in the same batch (the list must contain it).
+        let main = layout.interpreter.threadsMain.map { [(address: interpreter &+ UInt64($0), count: 8)] } ?? []
+        guard let copies = memory.remoteBytes(batch: [head] + main + expected.map { ($0, threadReadSize) }),
               copies[0].pointer(at: 0) == expected[0] else { return try threads(of: interpreter) }
+        if !main.isEmpty {
+            guard let mainState = copies[1].pointer(at: 0), mainState == 0 || expected.contains(mainState) else {
+                return try threads(of: interpreter)
+            }
+        }
         var result = [ThreadRecord]()
         result.reserveCapacity(expected.count)
-        for (index, bytes) in copies.dropFirst().enumerated() {
+        for (index, bytes) in copies.dropFirst(1 + main.count).enumerated() {
             let next = index + 1 < expected.count ? expected[index + 1] : 0
             guard bytes.pointer(at: layout.thread.next) == next, bytes.pointer(at: layout.thread.interp) == interpreter else {
                 return try threads(of: interpreter)
@@ -91,7 +113,9 @@ public struct ThreadReader<Memory: ProcessMemory>: Sendable {
     func record(at address: UInt64, bytes: RemoteBytes) -> ThreadRecord {
         let native = layout.thread.nativeThreadID.flatMap { bytes.int32(at: $0) }
         return ThreadRecord(address: address, pthreadID: bytes.pointer(at: layout.thread.threadID) ?? 0,
-                            nativeThreadID: native.flatMap { $0 > 0 ? $0 : nil }, bytes: bytes)
+                            nativeThreadID: native.flatMap { $0 > 0 ? $0 : nil }, bytes: bytes,
+                            baseFrame: layout.thread.baseFrame.flatMap { bytes.pointer(at: $0) },
+                            holdsGIL: layout.thread.holdsGIL.flatMap { bytes.int32(at: $0) }.map { $0 != 0 })
     }
 
     /// The thread state holding the GIL, or nil when no thread holds it (or it cannot be told).

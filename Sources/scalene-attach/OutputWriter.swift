@@ -36,8 +36,20 @@ struct OutputWriter {
     }
 
     /// Writes to a temporary file beside `path` and renames it over `path`, so a reader never sees
-    /// a half-written profile.
+    /// a half-written profile. A path that exists and is not a regular file (`/dev/null`, a FIFO,
+    /// a terminal) is written in place: renaming over it would replace the device with a file.
     static func replace(_ path: String, with data: Data) throws {
+        var status = stat()
+        if stat(path, &status) == 0 && (status.st_mode & S_IFMT) != S_IFREG {
+            guard let handle = FileHandle(forWritingAtPath: path) else {
+                throw Failure("cannot write \(path): \(String(cString: strerror(errno)))", .internalError)
+            }
+            defer { try? handle.close() }
+            do { try handle.write(contentsOf: data) } catch {
+                throw Failure("cannot write \(path): \(error.localizedDescription)", .internalError)
+            }
+            return
+        }
         let temporary = path + ".tmp-\(getpid())"
         guard FileManager.default.createFile(atPath: temporary, contents: data) else {
             throw Failure("cannot write \(temporary): \(String(cString: strerror(errno)))", .internalError)

@@ -6,7 +6,7 @@ struct ScaleneAttach: ParsableCommand {
         commandName: "scalene-attach",
         abstract: "Profile a running CPython process the way Scalene does, without restarting it.",
         discussion: """
-        Attaches to a CPython 3.8–3.13 process by pid and samples it from outside (the target keeps \
+        Attaches to a CPython 3.8–3.15 process by pid and samples it from outside (the target keeps \
         running): per line and per function, time split into Python, native and system.
 
           scalene-attach --pid 1234              profile until Ctrl-C, print the table

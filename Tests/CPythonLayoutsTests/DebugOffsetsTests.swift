@@ -1,8 +1,8 @@
 import CPythonLayouts
 import Testing
 
-/// `_Py_DebugOffsets` as copied out of a running CPython 3.13.0 by the generator
-/// (fixtures/generators/debug_offsets_3.13.0.bin), and damaged copies of it.
+/// `_Py_DebugOffsets` as copied out of running CPythons by the generator
+/// (fixtures/generators/debug_offsets_<version>.bin: 3.13.0, 3.14.10, 3.15.2), and damaged copies.
 @Suite struct DebugOffsetsTests {
     /// Little-endian uint64 field `index` after cookie, version and free_threaded.
     static func setField(_ bytes: inout [UInt8], at position: Int, to value: UInt64) {
@@ -41,28 +41,78 @@ import Testing
         #expect(layout.code.firstLineNumber == 68 && layout.code.qualname == 128)
     }
 
-    /// The decoder's layout equals the one the generator computed from the 3.13.0 headers (kept in
-    /// layouts.json), field by field.
+    /// For every captured version, the decoder's layout equals the one the generator computed from
+    /// that version's headers (kept in layouts.json), field by field.
     @Test func layoutEqualsTheHeaderLayout() throws {
-        let records = try Fixtures.layouts().objects("interpreters")
-        let record = try #require(try records.first { try $0.string("version") == "3.13.0" })
-        let fromHeaders = try LayoutJSON.layout(record)
-        let fromBytes = try DebugOffsets.decode(try Fixtures.debugOffsets313()).layout()
-        #expect(fromBytes.runtime == fromHeaders.runtime)
-        #expect(fromBytes.interpreter == fromHeaders.interpreter)
-        #expect(fromBytes.thread == fromHeaders.thread)
-        #expect(fromBytes.frame == fromHeaders.frame)
-        #expect(fromBytes.code == fromHeaders.code)
-        #expect(fromBytes.objects == fromHeaders.objects)
-        #expect(fromBytes == fromHeaders)
+        let blobs = try Fixtures.debugOffsetBlobs()
+        #expect(Set(blobs.map { $0.version.split(separator: ".").prefix(2).joined(separator: ".") })
+            .isSuperset(of: ["3.13", "3.14", "3.15"]))
+        for (version, bytes, record) in blobs {
+            let fromHeaders = try LayoutJSON.layout(record)
+            let fromBytes = try DebugOffsets.decode(bytes).layout()
+            #expect(fromBytes.runtime == fromHeaders.runtime, "\(version)")
+            #expect(fromBytes.interpreter == fromHeaders.interpreter, "\(version)")
+            #expect(fromBytes.thread == fromHeaders.thread, "\(version)")
+            #expect(fromBytes.frame == fromHeaders.frame, "\(version)")
+            #expect(fromBytes.code == fromHeaders.code, "\(version)")
+            #expect(fromBytes.objects == fromHeaders.objects, "\(version)")
+            #expect(fromBytes == fromHeaders, "\(version)")
+            #expect(bytes.count == DebugOffsets.minimumSize(forMinor: fromBytes.version.minor), "\(version)")
+        }
+    }
+
+    /// 3.14: sections inserted mid-struct (threads_main, set, gen, debugger support), a tagged
+    /// f_executable, entry frames owned by the interpreter (3) and C-stack frames (4).
+    @Test func decodes314() throws {
+        let raw = try Fixtures.bytes("fixtures/generators/debug_offsets_3.14.10.bin")
+        #expect(raw.count == 760)
+        let decoded = try DebugOffsets.decode(raw)
+        #expect(decoded.version == PythonVersion(major: 3, minor: 14, micro: 10))
+        #expect(decoded.runtimeState.interpretersHead == 808)
+        #expect(decoded.interpreterState.threadsHead == 7344 && decoded.interpreterState.threadsMain == 7360)
+        #expect(decoded.interpreterState.cevalGIL == 16)
+        #expect(decoded.threadState.currentFrame == 72 && decoded.threadState.baseFrame == nil)
+        #expect(decoded.threadState.threadID == 152 && decoded.threadState.nativeThreadID == 160)
+        #expect(decoded.interpreterFrame.owner == 74 && decoded.interpreterFrame.stackpointer != nil)
+        #expect(decoded.codeObject.coCodeAdaptive == 208)
+        let layout = try decoded.layout()
+        #expect(layout.frame.codeTagBits == 3 && layout.frame.codeAddress(0x7f00_1234_5679) == 0x7f00_1234_5678)
+        #expect(layout.frame.ownerCStack == 4 && layout.frame.ownerInterpreter == 3)
+        #expect(layout.frame.isInterpreterOwned(3) && layout.frame.isInterpreterOwned(4) && !layout.frame.isInterpreterOwned(0))
+        #expect(layout.runtime.interpretersMain == 816)
+        #expect(layout.thread.baseFrame == nil && layout.thread.holdsGIL == nil)
+    }
+
+    /// 3.15: thread-state additions (base_frame, holds_gil...), type and heap-type sections, no
+    /// FRAME_OWNED_BY_CSTACK.
+    @Test func decodes315() throws {
+        let raw = try Fixtures.bytes("fixtures/generators/debug_offsets_3.15.2.bin")
+        #expect(raw.count == 888)
+        let decoded = try DebugOffsets.decode(raw)
+        #expect(decoded.version == PythonVersion(major: 3, minor: 15, micro: 2))
+        #expect(decoded.runtimeState.interpretersHead == 936)
+        #expect(decoded.interpreterState.threadsHead == 7336)
+        #expect(decoded.threadState.baseFrame == 80 && decoded.threadState.holdsGIL == 36)
+        #expect(decoded.threadState.threadID == 176 && decoded.threadState.nativeThreadID == 184)
+        #expect(decoded.typeObject.tpBasicsize == 32 && decoded.typeObject.tpDictoffset == 288)
+        #expect(decoded.unicodeObject.compactunicodeobjectSize == 56)
+        let layout = try decoded.layout()
+        #expect(layout.thread.baseFrame == 80 && layout.thread.holdsGIL == 36)
+        #expect(layout.frame.ownerCStack == nil && layout.frame.ownerInterpreter == 3 && layout.frame.codeTagBits == 3)
+        #expect(layout.objects.type.heapCachedKeys == decoded.typeObject.htCachedKeys)
     }
 
     @Test func sizes() {
         #expect(DebugOffsets.cookie == Array("xdebugpy".utf8))
         #expect(DebugOffsets.minimumSize(forMinor: 13) == 584)
-        #expect(DebugOffsets.minimumSize(forMinor: 13) == LayoutTables.entry(for: PythonVersion(major: 3, minor: 13))?.debugOffsetsSize)
+        #expect(DebugOffsets.minimumSize(forMinor: 14) == 760)
+        #expect(DebugOffsets.minimumSize(forMinor: 15) == 888)
+        for minor in [13, 14, 15] {
+            #expect(DebugOffsets.minimumSize(forMinor: minor) == LayoutTables.entry(for: PythonVersion(major: 3, minor: minor))?.debugOffsetsSize)
+        }
         #expect(DebugOffsets.minimumSize(forMinor: 12) == nil)
-        #expect(DebugOffsets.minimumSize(forMinor: 14) == nil)
+        #expect(DebugOffsets.minimumSize(forMinor: 16) == nil)
+        #expect(DebugOffsets.knownMinors == [13, 14, 15])
     }
 
     @Test func badCookie() throws {
@@ -90,15 +140,26 @@ import Testing
     @Test func unsupportedVersions() throws {
         let raw = try Fixtures.debugOffsets313()
         let cases: [(UInt64, PythonVersion)] = [
-            (0x030E_00F0, PythonVersion(major: 3, minor: 14, micro: 0)),   // 3.14: another struct layout
+            (0x0310_00F0, PythonVersion(major: 3, minor: 16, micro: 0)),   // newer than this build knows
+            (0x03FF_00F0, PythonVersion(major: 3, minor: 255, micro: 0)),
             (0x030C_01F0, PythonVersion(major: 3, minor: 12, micro: 1)),
             (0x040D_00F0, PythonVersion(major: 4, minor: 13, micro: 0)),
-            (0x030D_00B1, PythonVersion(major: 3, minor: 13, micro: 0)),   // 3.13.0b1: pre-release
         ]
         for (hex, version) in cases {
             var bytes = raw
             Self.setField(&bytes, at: 8, to: hex)
             #expect(throws: DebugOffsetsError.unsupportedVersion(version)) { try DebugOffsets.decode(bytes) }
+        }
+        for hex: UInt64 in [0x030D_00B1, 0x030E_00A7, 0x030F_00C2] {   // 3.13.0b1, 3.14.0a7, 3.15.0rc2
+            var bytes = raw
+            Self.setField(&bytes, at: 8, to: hex)
+            #expect(throws: DebugOffsetsError.preRelease(hex: hex)) { try DebugOffsets.decode(bytes) }
+        }
+        // A 3.13 struct claiming to be 3.14 or 3.15 is too short for their layouts: never read as one.
+        for hex: UInt64 in [0x030E_00F0, 0x030F_00F0] {
+            var bytes = raw
+            Self.setField(&bytes, at: 8, to: hex)
+            #expect(throws: DebugOffsetsError.truncated) { try DebugOffsets.decode(bytes) }
         }
         // A later 3.13 patch release decodes, and takes the 3.13 object table.
         var later = raw
@@ -122,9 +183,11 @@ import Testing
         }
     }
 
-    /// Arbitrary bytes behind a valid header: a typed error or a layout, never a trap.
-    @Test func garbageNeverTraps() throws {
-        let raw = try Fixtures.debugOffsets313()
+    /// Arbitrary bytes behind a valid header, for every captured version: a typed error or a
+    /// layout, never a trap.
+    @Test(arguments: ["3.13.0", "3.14.10", "3.15.2"])
+    func garbageNeverTraps(version: String) throws {
+        let raw = try Fixtures.bytes("fixtures/generators/debug_offsets_\(version).bin")
         var generator = SplitMix64(seed: 0x5CA1E)
         var decodedCount = 0
         for round in 0..<2000 {
@@ -136,7 +199,7 @@ import Testing
                 if position < 24, round % 4 != 0 { continue }
                 bytes[position] = UInt8(truncatingIfNeeded: generator.next())
             }
-            if round % 7 == 0 { bytes = Array(bytes.prefix(Int(generator.next() % 600))) }
+            if round % 7 == 0 { bytes = Array(bytes.prefix(Int(generator.next() % UInt64(raw.count + 16)))) }
             if let decoded = try? DebugOffsets.decode(bytes) {
                 decodedCount += 1
                 _ = try? decoded.layout()

@@ -26,6 +26,16 @@ enum Fixtures {
         try bytes("fixtures/generators/debug_offsets_3.13.0.bin")
     }
 
+    /// The raw `_Py_DebugOffsets` of every version the generator captured, by version, from
+    /// layouts.json and the blobs beside it.
+    static func debugOffsetBlobs() throws -> [(version: String, bytes: [UInt8], record: JSONObject)] {
+        try layouts().objects("interpreters").compactMap { record in
+            guard record.optionalInt("debugOffsetsSize") != nil else { return nil }
+            let version = try record.string("version")
+            return (version, try bytes("fixtures/generators/debug_offsets_\(version).bin"), record)
+        }
+    }
+
     /// fixtures/generators/layouts.json
     static func layouts() throws -> JSONObject {
         try json("fixtures/generators/layouts.json")
@@ -103,19 +113,21 @@ enum LayoutJSON {
                 finalizing: r.optionalInt("finalizing")),
             interpreter: InterpreterOffsets(
                 next: try i.int("next"), id: try i.int("id"), threadsHead: try i.int("threadsHead"),
-                modules: try i.int("modules"), cevalGIL: i.optionalInt("cevalGIL"),
+                threadsMain: i.optionalInt("threadsMain"), modules: try i.int("modules"), cevalGIL: i.optionalInt("cevalGIL"),
                 gilLastHolder: i.optionalInt("gilLastHolder"), gilLocked: i.optionalInt("gilLocked"),
                 size: try i.int("size")),
             thread: ThreadOffsets(
                 next: try t.int("next"), interp: try t.int("interp"), frame: try t.int("frame"),
                 cframeCurrentFrame: t.optionalInt("cframeCurrentFrame"), threadID: try t.int("threadID"),
-                nativeThreadID: t.optionalInt("nativeThreadID"), size: try t.int("size"),
+                nativeThreadID: t.optionalInt("nativeThreadID"), baseFrame: t.optionalInt("baseFrame"),
+                holdsGIL: t.optionalInt("holdsGIL"), size: try t.int("size"),
                 datastackChunk: t.optionalInt("datastackChunk"), stackChunk: try stackChunk(t)),
             frame: FrameOffsets(
                 previous: try f.int("previous"), code: try f.int("code"), instruction: try f.int("instruction"),
                 instructionField: try instructionField(try f.string("instructionField")),
                 isEntry: f.optionalInt("isEntry"), owner: f.optionalInt("owner"),
-                ownerCStack: f.optionalInt("ownerCStack"), size: try f.int("size")),
+                ownerCStack: f.optionalInt("ownerCStack"), ownerInterpreter: f.optionalInt("ownerInterpreter"),
+                codeTagBits: try f.int("codeTagBits"), size: try f.int("size")),
             code: CodeOffsets(
                 filename: try c.int("filename"), name: try c.int("name"), qualname: c.optionalInt("qualname"),
                 firstLineNumber: try c.int("firstLineNumber"), lineTable: try c.int("lineTable"),

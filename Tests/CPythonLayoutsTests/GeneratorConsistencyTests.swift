@@ -36,6 +36,8 @@ import Testing
             #expect(entry.allocator == (try LayoutJSON.allocator(try record.object("allocator"))))
             #expect(entry.frameOwnerCStack == record.optionalInt("frameOwnerCStack"))
             #expect(entry.stackChunk == (try LayoutJSON.stackChunk(record)))
+            #expect(entry.frameOwnerInterpreter == record.optionalInt("frameOwnerInterpreter"))
+            #expect(entry.frameCodeTagBits == (try record.int("frameCodeTagBits")))
             #expect(entry.debugOffsetsSize == record.optionalInt("debugOffsetsSize"))
             if try record.string("layoutSource") == "headers" {
                 #expect(entry.layout == (try LayoutJSON.layout(record)), "\(version)")

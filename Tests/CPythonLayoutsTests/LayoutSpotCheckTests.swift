@@ -104,12 +104,18 @@ import Testing
         #expect(LayoutTables.layout(for: unknownMicro)?.version == unknownMicro)
         // Unsupported.
         for v in [PythonVersion(major: 3, minor: 7, micro: 16), PythonVersion(major: 2, minor: 7, micro: 18),
-                  PythonVersion(major: 3, minor: 14, micro: 0)] {
+                  PythonVersion(major: 3, minor: 16, micro: 0)] {
             #expect(LayoutTables.layout(for: v) == nil)
             #expect(LayoutTables.objects(for: v) == nil)
             #expect(LayoutTables.allocator(for: v) == nil)
         }
         #expect(LayoutTables.frameOwnerCStack(for: PythonVersion(major: 3, minor: 11, micro: 7)) == nil)
-        #expect(LayoutTables.supportedMinorVersions == (8...13).map { PythonVersion(major: 3, minor: $0) })
+        #expect(LayoutTables.supportedMinorVersions == (8...15).map { PythonVersion(major: 3, minor: $0) })
+        // 3.14+: the owner values of the interpreter's own frames and the tag bits of f_executable.
+        let v314 = try #require(LayoutTables.entry(for: PythonVersion(major: 3, minor: 14)))
+        #expect(v314.frameOwnerCStack == 4 && v314.frameOwnerInterpreter == 3 && v314.frameCodeTagBits == 3)
+        let v315 = try #require(LayoutTables.entry(for: PythonVersion(major: 3, minor: 15)))
+        #expect(v315.frameOwnerCStack == nil && v315.frameOwnerInterpreter == 3 && v315.frameCodeTagBits == 3)
+        #expect(LayoutTables.entry(for: PythonVersion(major: 3, minor: 13))?.frameCodeTagBits == 0)
     }
 }

@@ -13,7 +13,7 @@ import Testing
     }
 
     @Test func everySupportedMinorHasATable() throws {
-        for minor in 8...13 {
+        for minor in 8...15 {
             let table = try table(minor)
             #expect(table.names.count == 256 && table.deopt.count == 256)
             #expect(table.cacheEntries.count == 256 && table.callFamily.count == 256)
@@ -22,7 +22,7 @@ import Testing
             #expect(table.cacheUnits(after: table.extendedArg) == 0)
         }
         #expect(OpcodeTables.table(for: PythonVersion(major: 3, minor: 7, micro: 16)) == nil)
-        #expect(OpcodeTables.table(for: PythonVersion(major: 3, minor: 14, micro: 0)) == nil)
+        #expect(OpcodeTables.table(for: PythonVersion(major: 3, minor: 16, micro: 0)) == nil)
         // Debian's 3.11.2 and pyenv's 3.11.7 agree: one table for 3.11.
         #expect(OpcodeTables.table(for: PythonVersion(major: 3, minor: 11, micro: 2))
                 == OpcodeTables.table(for: PythonVersion(major: 3, minor: 11, micro: 7)))
@@ -35,6 +35,8 @@ import Testing
         (11, ["PRECALL", "CALL", "CALL_FUNCTION_EX"]),
         (12, ["CALL", "CALL_FUNCTION_EX"]),
         (13, ["CALL", "CALL_KW", "CALL_FUNCTION_EX"]),
+        (14, ["CALL", "CALL_KW", "CALL_FUNCTION_EX"]),
+        (15, ["CALL", "CALL_KW", "CALL_FUNCTION_EX"]),
     ])
     func callFamilyBases(minor: Int, names: [String]) throws {
         let table = try table(minor)
@@ -63,6 +65,10 @@ import Testing
         (13, "CALL_ALLOC_AND_ENTER_INIT", "CALL"),
         (13, "INSTRUMENTED_CALL", "CALL"),
         (13, "INSTRUMENTED_CALL_KW", "CALL_KW"),
+        (14, "CALL_BUILTIN_FAST", "CALL"), (14, "CALL_PY_GENERAL", "CALL"), (14, "CALL_KW_PY", "CALL_KW"),
+        (14, "INSTRUMENTED_CALL", "CALL"), (14, "INSTRUMENTED_CALL_FUNCTION_EX", "CALL_FUNCTION_EX"),
+        (15, "CALL_BUILTIN_FAST", "CALL"), (15, "CALL_PY_GENERAL", "CALL"), (15, "CALL_KW_PY", "CALL_KW"),
+        (15, "INSTRUMENTED_CALL", "CALL"), (15, "INSTRUMENTED_CALL_KW", "CALL_KW"),
     ])
     func specialisedCallsClassifyThroughDeopt(minor: Int, name: String, baseName: String) throws {
         let table = try table(minor)
@@ -81,6 +87,8 @@ import Testing
         (12, "INSTRUMENTED_LINE"),
         (13, "BINARY_OP"), (13, "LOAD_ATTR_INSTANCE_VALUE"), (13, "CALL_INTRINSIC_1"), (13, "CALL_INTRINSIC_2"),
         (13, "INSTRUMENTED_LINE"), (13, "ENTER_EXECUTOR"),
+        (14, "BINARY_OP"), (14, "LOAD_ATTR_INSTANCE_VALUE"), (14, "CALL_INTRINSIC_1"), (14, "ENTER_EXECUTOR"),
+        (15, "BINARY_OP"), (15, "LOAD_ATTR_INSTANCE_VALUE"), (15, "CALL_INTRINSIC_2"), (15, "INSTRUMENTED_LINE"),
     ])
     func otherInstructionsArePython(minor: Int, name: String) throws {
         let table = try table(minor)
@@ -93,6 +101,9 @@ import Testing
         (12, "CALL", 3), (12, "LOAD_ATTR", 9), (12, "BINARY_OP", 1), (12, "INSTRUMENTED_CALL", 3),
         (13, "CALL", 3), (13, "CALL_KW", 0), (13, "LOAD_ATTR", 9), (13, "JUMP_BACKWARD", 1),
         (13, "INSTRUMENTED_CALL", 3), (13, "INSTRUMENTED_JUMP_BACKWARD", 1),
+        (14, "CALL", 3), (14, "CALL_KW", 3), (14, "LOAD_ATTR", 9), (14, "BINARY_OP", 5), (14, "INSTRUMENTED_CALL", 3),
+        (15, "CALL", 3), (15, "CALL_KW", 3), (15, "CALL_FUNCTION_EX", 1), (15, "BINARY_OP", 5),
+        (15, "INSTRUMENTED_CALL_KW", 3),
     ])
     func cacheSizes(minor: Int, name: String, units: Int) throws {
         let table = try table(minor)

@@ -43,7 +43,13 @@ struct DumpTests {
         let marks = try markers(in: script)
         let fixture = try FixtureProcess(python: python.path, script: script)
         defer { fixture.kill() }
-        let output = try dump(pid: fixture.pid)
+        // READY is printed when the barrier opens; on a busy machine a worker may still be on its
+        // way from the barrier to its sleep: wait (bounded) until every thread is asleep.
+        var output = try dump(pid: fixture.pid)
+        for _ in 0..<30 where !output.threads.allSatisfy({ $0.state == "sleeping" }) {
+            usleep(100_000)
+            output = try dump(pid: fixture.pid)
+        }
         #expect(output.threads.count == 4)
         let tids = output.threads.compactMap(\.tid)
         #expect(Set(tids).count == 4, "every thread has its own OS thread id: \(tids)")

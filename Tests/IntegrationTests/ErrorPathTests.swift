@@ -78,6 +78,66 @@ struct ErrorPathTests {
         #expect(fixture.isRunningUnstopped)
     }
 
+    /// A real interpreter whose `_Py_DebugOffsets` says something else: a copy of the provisioned
+    /// static 3.15 executable with its initialised `_PyRuntime` (in the file's .PyRuntime section)
+    /// rewritten. CPython never reads these fields itself, so it runs normally; scalene-attach must
+    /// refuse it without reading anything with a guessed layout.
+    func interpreterClaiming(version: UInt64? = nil, freeThreaded: Bool = false, in directory: TemporaryDirectory)
+        throws -> (path: String, home: String)?
+    {
+        guard let python = Interpreters.provisioned(minor: 15, shared: false) else { return nil }
+        var bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: python.path)))
+        let hex = try #require(try runPython(python.path, "import sys; print(sys.hexversion)").flatMap { UInt64($0) })
+        let needle = Array("xdebugpy".utf8) + (0..<8).map { UInt8(truncatingIfNeeded: hex >> (8 * UInt64($0))) }
+        let starts = (0...(bytes.count - needle.count)).filter { bytes[$0] == needle[0] && Array(bytes[$0..<($0 + needle.count)]) == needle }
+        try #require(starts.count == 1, "one initialised _Py_DebugOffsets in \(python.path): \(starts.count)")
+        if let version {
+            for index in 0..<8 { bytes[starts[0] + 8 + index] = UInt8(truncatingIfNeeded: version >> (8 * UInt64(index))) }
+        }
+        if freeThreaded { bytes[starts[0] + 16] = 1 }
+        let copy = directory.file("python3.15")
+        try Data(bytes).write(to: URL(fileURLWithPath: copy))
+        chmod(copy, 0o755)
+        // The copy is outside its prefix: point it at the standard library.
+        let home = URL(fileURLWithPath: python.path).deletingLastPathComponent().deletingLastPathComponent().path
+        return (copy, home)
+    }
+
+    func runPython(_ python: String, _ code: String) throws -> String? {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: python)
+        process.arguments = ["-c", code]
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        try process.run()
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    @Test("a minor version newer than this build knows, a pre-release, a free-threaded build → 5, nothing read",
+          arguments: [("3.16.0", UInt64(0x0310_00F0), false, "newer than this build"),
+                      ("3.15.0b2", UInt64(0x030F_00B2), false, "pre-releases are not supported"),
+                      ("3.15.2 (free-threaded)", nil, true, "free-threaded builds")])
+    func unknownLayouts(claim: String, version: UInt64?, freeThreaded: Bool, reason: String) throws {
+        let directory = try TemporaryDirectory()
+        guard let copy = try interpreterClaiming(version: version, freeThreaded: freeThreaded, in: directory) else {
+            print("skipped: no provisioned 3.15 (\(Interpreters.provisioningFailures["3.15"] ?? "not installed"))")
+            return
+        }
+        let fixture = try FixtureProcess(python: copy.path, script: Package.fixture("dump/named_threads.py"),
+                                         environment: ["PYTHONHOME": copy.home])
+        defer { fixture.kill() }
+        let result = try runTool(["dump", "--pid", String(fixture.pid)])
+        expectOneLine(result, status: 5, containing: "Python \(claim)")
+        #expect(result.stderr.contains(reason), "\(result.stderr)")
+        if !freeThreaded { #expect(result.stderr.contains("supported versions are 3.8–3.15"), "\(result.stderr)") }
+        // Profiling refuses it the same way, and the target is left alone.
+        let profile = try runTool(["--pid", String(fixture.pid), "--duration", "0.5", "--quiet"])
+        #expect(profile.status == 5, "\(profile.stderr)")
+        #expect(fixture.isRunningUnstopped)
+    }
+
     @Test("a process that has exited → 6")
     func exitedProcess() throws {
         let python = try #require(Interpreters.installed.last)

@@ -2,7 +2,7 @@ import Foundation
 
 /// A CPython installed on this machine that the integration tests run against.
 struct Interpreter: CustomStringConvertible, Sendable {
-    /// "3.11.7 (pyenv)" or "3.11.2 (Debian, static)".
+    /// "3.11.7 (pyenv)", "3.11.2 (Debian /usr/bin/python3)" or "3.14.10 (Debian sid, shared)".
     var label: String
     var path: String
     var minor: Int
@@ -10,14 +10,31 @@ struct Interpreter: CustomStringConvertible, Sendable {
     var description: String { label }
 }
 
-/// Finds every CPython the tests cover: each pyenv version from 3.8 up and Debian's python3, and
-/// says which of the expected ones are missing.
+/// Finds every CPython the tests cover: each pyenv version from 3.8 up, Debian's python3, and the
+/// 3.14 and 3.15 interpreters `make pythons` (fixtures/interpreters/provision.py) unpacked from
+/// Debian sid in both shapes (static and shared libpython), and says which of the expected ones
+/// are missing and why.
 enum Interpreters {
-    static let expectedMinors = [8, 9, 10, 11, 12, 13]
+    static let expectedMinors = [8, 9, 10, 11, 12, 13, 14, 15]
 
-    static let installed: [Interpreter] = discover()
+    /// Where provision.py keeps the interpreters and its manifest (outside the clone).
+    static var provisionedCache: String {
+        ProcessInfo.processInfo.environment["SCALENE_PYTHONS"] ?? "/var/cache/scalene-attach/pythons"
+    }
 
-    static func discover() -> [Interpreter] {
+    /// Every interpreter found; `SCALENE_TEST_INTERPRETERS=3.14,3.15` (substrings of the labels)
+    /// narrows a developer's run to some of them (make test sets nothing: all of them run).
+    static let installed: [Interpreter] = {
+        let all = discover().found
+        guard let only = ProcessInfo.processInfo.environment["SCALENE_TEST_INTERPRETERS"], !only.isEmpty else { return all }
+        let wanted = only.split(separator: ",").map(String.init)
+        return all.filter { interpreter in wanted.contains { interpreter.label.contains($0) } }
+    }()
+
+    /// Minor versions the provisioning could not deliver, with its reason.
+    static let provisioningFailures: [String: String] = discover().failures
+
+    static func discover() -> (found: [Interpreter], failures: [String: String]) {
         var found = [Interpreter]()
         let root = ProcessInfo.processInfo.environment["PYENV_ROOT"] ?? NSHomeDirectory() + "/.pyenv"
         let versions = (try? FileManager.default.contentsOfDirectory(atPath: root + "/versions")) ?? []
@@ -37,14 +54,48 @@ enum Interpreters {
                 found.append(Interpreter(label: "\(name) (Debian /usr/bin/python3)", path: debian, minor: minor))
             }
         }
-        return found
+        let provisioned = provisionedInterpreters()
+        return (found + provisioned.found, provisioned.failures)
     }
 
-    /// One line for the test log: what runs and what is skipped.
+    /// The interpreters in provision.py's manifest, and its reasons for the minors it could not
+    /// provide ("could not provision: ...").
+    static func provisionedInterpreters() -> (found: [Interpreter], failures: [String: String]) {
+        let manifestPath = provisionedCache + "/manifest.json"
+        guard let data = FileManager.default.contents(atPath: manifestPath),
+              let manifest = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+            return ([], ["3.14": "could not provision (no manifest at \(manifestPath); run make pythons)",
+                         "3.15": "could not provision (no manifest at \(manifestPath); run make pythons)"])
+        }
+        var found = [Interpreter]()
+        for entry in manifest["interpreters"] as? [[String: Any]] ?? [] {
+            guard let label = entry["label"] as? String, let path = entry["path"] as? String,
+                  let minor = entry["minor"] as? Int, FileManager.default.isExecutableFile(atPath: path) else { continue }
+            found.append(Interpreter(label: label, path: path, minor: minor))
+        }
+        var failures = [String: String]()
+        for (minor, reason) in manifest["failures"] as? [String: String] ?? [:] {
+            failures[minor] = reason.replacingOccurrences(of: "could not provision: ", with: "could not provision (") + ")"
+        }
+        return (found, failures)
+    }
+
+    /// The provisioned interpreter of one minor and shape ("static" or "shared"), if any.
+    static func provisioned(minor: Int, shared: Bool) -> Interpreter? {
+        installed.first { $0.minor == minor && $0.path.hasSuffix(shared ? "-shared" : "python3.\(minor)") }
+    }
+
+    /// For the test log: what runs, one per line, then what is skipped and why
+    /// ("skipped 3.14: could not provision (reason)").
     static var coverageReport: String {
         let present = Set(installed.map(\.minor))
-        let skipped = expectedMinors.filter { !present.contains($0) }.map { "3.\($0)" }
-        return "interpreters tested: " + installed.map(\.label).joined(separator: ", ")
-            + (skipped.isEmpty ? "; none skipped" : "; skipped (not installed): " + skipped.joined(separator: ", "))
+        var lines = ["interpreters tested (\(installed.count)):"] + installed.map { "  \($0.label)  \($0.path)" }
+        for minor in expectedMinors where !present.contains(minor) {
+            let name = "3.\(minor)"
+            let narrowed = ProcessInfo.processInfo.environment["SCALENE_TEST_INTERPRETERS"].map { "not selected (SCALENE_TEST_INTERPRETERS=\($0))" }
+            lines.append("skipped \(name): " + (provisioningFailures[name] ?? narrowed ?? "not installed"))
+        }
+        if lines.count == installed.count + 1 { lines.append("none skipped") }
+        return lines.joined(separator: "\n")
     }
 }

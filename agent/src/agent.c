@@ -53,6 +53,8 @@ struct python_api {
     void *(*PyInterpreterState_Main)(void);
     void *(*PyInterpreterState_ThreadHead)(void *);
     void *(*PyThreadState_Next)(void *);
+    void *(*PyEval_SaveThread)(void);
+    void (*PyEval_RestoreThread)(void *);
     void *code_type;                                  // &PyCode_Type
 };
 static struct python_api P;
@@ -191,6 +193,8 @@ static const char *resolve_python(void) {
     *(void **)&P.PyInterpreterState_Main = find_symbol("PyInterpreterState_Main");
     *(void **)&P.PyInterpreterState_ThreadHead = find_symbol("PyInterpreterState_ThreadHead");
     *(void **)&P.PyThreadState_Next = find_symbol("PyThreadState_Next");
+    *(void **)&P.PyEval_SaveThread = find_symbol("PyEval_SaveThread");
+    *(void **)&P.PyEval_RestoreThread = find_symbol("PyEval_RestoreThread");
     P.code_type = find_symbol("PyCode_Type");
     return NULL;
 }
@@ -263,10 +267,11 @@ static int check_frame_layout(void *own_tstate, int *bad) {
                     (*bad)++;
                     break;
                 }
-                if (owner == (uint8_t)L->owner_cstack) goto next;
+                if (owner == L->owner_cstack || owner == L->owner_interpreter) goto next;
             }
             uintptr_t code = 0, type = 0;
-            if (!safe_ptr(f + (uintptr_t)L->frame_code, &code) || !code ||
+            if (safe_ptr(f + (uintptr_t)L->frame_code, &code)) code &= ~(uintptr_t)(uint32_t)L->code_tag_bits;
+            if (!code ||
                 !safe_ptr(code + 8, &type) || type != (uintptr_t)P.code_type) {
                 (*bad)++;
                 break;
@@ -312,6 +317,70 @@ static int find_tss_key(void *tstate, pthread_key_t *out) {
         }
     }
     return 0;
+}
+
+// 3.15+: the gilstate thread state is a thread-local variable of libpython (no TSS key). Found on
+// this thread, with the GIL held, as the one word of libpython's TLS block that holds this thread's
+// state and keeps holding it while the thread is detached (the other candidate, the "current"
+// thread state, is cleared then). Its offset from the thread pointer is the same on every thread
+// only if libpython's TLS is static (loaded at start, not dlopen'ed): checked on every other Python
+// thread, whose pthread_t is its thread pointer, with fault-free reads.
+struct tls_search {
+    uintptr_t fn;      // an address inside the object that holds the gilstate (PyGILState_* code)
+    uintptr_t data;    // that object's TLS block on this thread
+    size_t size;
+};
+
+static int tls_cb(struct dl_phdr_info *info, size_t size, void *arg) {
+    struct tls_search *s = arg;
+    int inside = 0;
+    size_t tls_size = 0;
+    for (int i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        uintptr_t start = info->dlpi_addr + ph->p_vaddr;
+        if (ph->p_type == PT_LOAD && s->fn >= start && s->fn < start + ph->p_memsz) inside = 1;
+        if (ph->p_type == PT_TLS) tls_size = ph->p_memsz;
+    }
+    if (!inside) return 0;
+    s->data = (uintptr_t)info->dlpi_tls_data;
+    s->size = tls_size;
+    return 1;
+}
+
+static const char *find_gilstate_tls(void *tstate, intptr_t *offset) {
+    if (!P.PyEval_SaveThread || !P.PyEval_RestoreThread) return "no PyEval_SaveThread/RestoreThread";
+    struct tls_search s = {(uintptr_t)P.PyGILState_GetThisThreadState, 0, 0};
+    dl_iterate_phdr(tls_cb, &s);
+    if (!s.data || s.size < sizeof(void *)) return "libpython has no static TLS block on this thread";
+    uintptr_t candidates[8];
+    int n = 0;
+    for (size_t off = 0; off + sizeof(void *) <= s.size && n < 8; off += sizeof(void *))
+        if (*(void *const *)(s.data + off) == tstate) candidates[n++] = s.data + off;
+    void *saved = P.PyEval_SaveThread(); // detach: the "current" thread state is cleared
+    int kept = 0;
+    uintptr_t found = 0;
+    for (int i = 0; i < n; i++)
+        if (*(void *const *)candidates[i] == tstate) kept++, found = candidates[i];
+    P.PyEval_RestoreThread(saved);
+    if (kept != 1) return "gilstate thread state not found in libpython's TLS";
+    *offset = (intptr_t)(found - thread_pointer());
+    // Every other thread state of the interpreter must be found at the same offset from its own
+    // thread pointer (its pthread_t), unless its thread has not bound it yet.
+    int32_t tid_off = g_ch->config.frames.tstate_thread_id;
+    if (tid_off <= 0 || !P.PyInterpreterState_Main || !P.PyInterpreterState_ThreadHead || !P.PyThreadState_Next)
+        return NULL;
+    void *interp = P.PyInterpreterState_Main();
+    int agree = 0, disagree = 0, threads = 0;
+    for (void *ts = interp ? P.PyInterpreterState_ThreadHead(interp) : NULL; ts && threads < 4096;
+         ts = P.PyThreadState_Next(ts), threads++) {
+        uintptr_t pthread = 0, value = 0;
+        if (ts == tstate || !safe_ptr((uintptr_t)ts + (uintptr_t)tid_off, &pthread) || !pthread) continue;
+        if (!safe_ptr(pthread + (uintptr_t)*offset, &value)) disagree++;
+        else if (value == (uintptr_t)ts) agree++;
+        else if (value != 0) disagree++;
+    }
+    if (disagree > 0 && disagree >= agree) return "libpython's TLS is not at one offset on every thread (dlopen'ed?)";
+    return NULL;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -467,6 +536,8 @@ static const char *check_config(const struct scalene_agent_config *c) {
         f->frame_code > lim || f->frame_instr < 0 || f->frame_instr > lim || f->frame_owner > lim)
         return "frame layout offsets out of range";
     if (f->frame_instr_size != 4 && f->frame_instr_size != 8) return "frame_instr_size must be 4 or 8";
+    if (f->code_tag_bits < 0 || f->code_tag_bits > 7) return "code_tag_bits must be 0..7";
+    if (f->tstate_thread_id > lim) return "tstate_thread_id out of range";
     if (c->memory_window > (uint64_t)INT64_MAX / 4) return "memory_window too large";
     if (c->memory_window) {
         uint32_t a = c->pymalloc_alignment, ps = c->pymalloc_pool_size;
@@ -481,7 +552,8 @@ static int command_detach(void) {
     return __atomic_load_n(&g_ch->command, __ATOMIC_ACQUIRE) == SCALENE_COMMAND_DETACH;
 }
 
-static void configure_sampling(const struct scalene_agent_config *c, pthread_key_t key) {
+static void configure_sampling(const struct scalene_agent_config *c, int source, pthread_key_t key,
+                               intptr_t tls_offset) {
     g_cfg.memory_window = (int64_t)c->memory_window;
     g_cfg.copy_window = c->copy_window;
     g_cfg.pymalloc_align_mask = c->pymalloc_alignment ? c->pymalloc_alignment - 1 : 15;
@@ -492,7 +564,8 @@ static void configure_sampling(const struct scalene_agent_config *c, pthread_key
     g_cfg.finalizing = c->runtime_finalizing && c->runtime_address
                            ? (uintptr_t)c->runtime_address + c->runtime_finalizing : 0;
     g_cfg.tss_key = key;
-    g_cfg.tss_ok = 1;
+    g_cfg.tls_offset = tls_offset;
+    g_cfg.tss_ok = source;
     sampling_new_epoch();
     g_ring_mask = (uint64_t)g_ch->capacity - 1;
     g_channel = g_ch;
@@ -581,11 +654,22 @@ static void *agent_main(void *arg) {
         goto end;
     }
     void *tstate = P.PyGILState_GetThisThreadState();
-    pthread_key_t key;
-    if (!tstate || !find_tss_key(tstate, &key)) {
+    pthread_key_t key = 0;
+    intptr_t tls_offset = 0;
+    int source = TSTATE_BY_TSS_KEY;
+    if (!tstate) {
         P.PyGILState_Release(gil);
-        fail(ESRCH, "gilstate TSS key not found in _PyRuntime");
+        fail(ESRCH, "no thread state for the agent thread");
         goto end;
+    }
+    if (!find_tss_key(tstate, &key)) {
+        const char *why = find_gilstate_tls(tstate, &tls_offset);
+        if (why) {
+            P.PyGILState_Release(gil);
+            fail(ESRCH, "gilstate TSS key not found in _PyRuntime, and %s", why);
+            goto end;
+        }
+        source = TSTATE_BY_TLS;
     }
     int bad = 0;
     g_cfg.frames = cfg.frames;
@@ -596,7 +680,7 @@ static void *agent_main(void *arg) {
              good, bad);
         goto end;
     }
-    configure_sampling(&cfg, key);
+    configure_sampling(&cfg, source, key, tls_offset);
     atomic_store(&g_channel_live, 1);
     atomic_store(&g_cfg.memory_on, memory);
     atomic_store(&g_cfg.copy_on, copy);
@@ -608,7 +692,8 @@ static void *agent_main(void *arg) {
     P.PyGILState_Release(gil);
     publish_counters();
     if (good >= 0)
-        ch_message("armed: frame layout checked on %d code objects", good);
+        ch_message("armed: frame layout checked on %d code objects; thread states from %s", good,
+                   source == TSTATE_BY_TLS ? "libpython's TLS" : "the gilstate TSS key");
     else
         ch_message("armed: frame layout not checked (thread iteration API not found)");
     ch_state(SCALENE_AGENT_ARMED);

@@ -127,7 +127,8 @@ static void capture_frames(struct scalene_sample *rec) {
         return;
     }
     const struct scalene_frame_layout *L = &g_cfg.frames;
-    uintptr_t ts = (uintptr_t)pthread_getspecific(g_cfg.tss_key);
+    uintptr_t ts = g_cfg.tss_ok == TSTATE_BY_TLS ? *(const u64a *)(thread_pointer() + (uintptr_t)g_cfg.tls_offset)
+                                                 : (uintptr_t)pthread_getspecific(g_cfg.tss_key);
     if (!plausible(ts)) return;
     uintptr_t f = rd_ptr(ts, L->tstate_frame);
     if (L->cframe_current_frame >= 0) {
@@ -148,14 +149,17 @@ static void capture_frames(struct scalene_sample *rec) {
             power <<= 1;
             lam = 0;
         }
-        int skip = L->frame_owner >= 0 &&
-                   *(const uint8_t *)(f + (uintptr_t)L->frame_owner) == (uint8_t)L->owner_cstack;
+        int skip = 0;
+        if (L->frame_owner >= 0) {
+            int owner = *(const uint8_t *)(f + (uintptr_t)L->frame_owner);
+            skip = owner == L->owner_cstack || owner == L->owner_interpreter;
+        }
         if (!skip) {
             if (n == SCALENE_MAX_FRAMES) {
                 rec->flags |= 1;
                 break;
             }
-            rec->frames[n].code = rd_ptr(f, L->frame_code);
+            rec->frames[n].code = rd_ptr(f, L->frame_code) & ~(uint64_t)(uint32_t)L->code_tag_bits;
             if (L->frame_instr_size == 4) {
                 int32_t v = (int32_t)*(const u32a *)(f + (uintptr_t)L->frame_instr);
                 rec->frames[n].instr = (uint64_t)(int64_t)v;

@@ -97,11 +97,22 @@ struct sampling_config {
     uint64_t pymalloc_align_mask;   // alignment - 1
     uint64_t pymalloc_max_small;
     pthread_key_t tss_key;          // CPython's gilstate TSS key (thread -> PyThreadState)
-    int tss_ok;
+    int tss_ok;                     // TSTATE_BY_*: how a hook finds its thread's PyThreadState
+    intptr_t tls_offset;            // TSTATE_BY_TLS: thread pointer + this = &gilstate tstate
     uintptr_t finalizing;           // &_PyRuntime._finalizing (nonzero once Py_Finalize began), or 0
     struct scalene_frame_layout frames;
 } __attribute__((aligned(CACHELINE)));
 HIDDEN extern struct sampling_config g_cfg;
+// How a hook finds the calling thread's PyThreadState: through CPython's gilstate TSS key
+// (pthread_getspecific; 3.8-3.14), or (3.15+, where the gilstate is a C11 thread-local of libpython)
+// at a fixed offset from the thread pointer, in the static TLS block of libpython.
+enum { TSTATE_NONE = 0, TSTATE_BY_TSS_KEY = 1, TSTATE_BY_TLS = 2 };
+
+static inline uintptr_t thread_pointer(void) {
+    uintptr_t tp;
+    __asm__("mov %%fs:0, %0" : "=r"(tp)); // x86_64: the TCB's self pointer (== pthread_self())
+    return tp;
+}
 
 // The channel, valid while `g_channel_live` is set; writers bracket every access with
 // channel_enter()/channel_exit() so that disarm can wait for them before unmapping.

@@ -10,7 +10,7 @@ import json
 import os
 
 MAGIC = 0x314C454E45434153  # "SCALENE1"
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 MAX_FRAMES = 64
 MESSAGE_SIZE = 160
 
@@ -32,6 +32,9 @@ class FrameLayout(ctypes.Structure):
         ("frame_instr_size", i32),
         ("frame_owner", i32),
         ("owner_cstack", i32),
+        ("owner_interpreter", i32),
+        ("code_tag_bits", i32),
+        ("tstate_thread_id", i32),
     ]
 
 
@@ -120,13 +123,14 @@ def mirror_layout():
 # or does not describe the running version.
 FACTS_FRAMES = {
     # minor: (tstate_frame, cframe_current_frame, frame_previous, frame_code, frame_instr,
-    #         frame_instr_size, frame_owner, owner_cstack)
-    (3, 8): (24, -1, 24, 32, 104, 4, -1, -1),
-    (3, 9): (24, -1, 24, 32, 104, 4, -1, -1),
-    (3, 10): (24, -1, 24, 32, 96, 4, -1, -1),
-    (3, 11): (56, 8, 48, 32, 56, 8, -1, -1),   # 3.11 has no C-stack shim frames (is_entry instead)
-    (3, 12): (56, 0, 8, 0, 56, 8, 70, 3),
-    (3, 13): (72, -1, 8, 0, 56, 8, 70, 3),
+    #         frame_instr_size, frame_owner, owner_cstack, owner_interpreter, code_tag_bits,
+    #         tstate_thread_id)
+    (3, 8): (24, -1, 24, 32, 104, 4, -1, -1, -1, 0, 176),
+    (3, 9): (24, -1, 24, 32, 104, 4, -1, -1, -1, 0, 176),
+    (3, 10): (24, -1, 24, 32, 96, 4, -1, -1, -1, 0, 176),
+    (3, 11): (56, 8, 48, 32, 56, 8, -1, -1, -1, 0, 152),   # 3.11 has no C-stack shim frames (is_entry instead)
+    (3, 12): (56, 0, 8, 0, 56, 8, 70, 3, -1, 0, 136),
+    (3, 13): (72, -1, 8, 0, 56, 8, 70, 3, -1, 0, 152),
 }
 FACTS_PYMALLOC = {  # minor: (pool size, small request threshold, alignment)
     (3, 8): (4096, 512, 16),
@@ -171,12 +175,17 @@ def _from_json(version_info):
         cstack = frame.get("ownerCStack")
         if cstack is None:
             cstack = e.get("frameOwnerCStack")
-        # Frames are skipped by owner only where the version has C-stack shim frames (3.12+).
-        owner = frame["owner"] if cstack is not None and frame.get("owner") is not None else -1
+        interp = frame.get("ownerInterpreter")
+        # Frames are skipped by owner only where the version has frames of the interpreter's own
+        # (3.12+: C-stack shims; 3.14+: entry, sentinel and base frames).
+        skipping = cstack is not None or interp is not None
+        owner = frame["owner"] if skipping and frame.get("owner") is not None else -1
         cframe = thread.get("cframeCurrentFrame")
         frames = (thread["frame"], -1 if cframe is None else cframe, frame["previous"],
                   frame["code"], frame["instruction"], instr_size, owner,
-                  cstack if owner >= 0 else -1)
+                  cstack if owner >= 0 and cstack is not None else -1,
+                  interp if owner >= 0 and interp is not None else -1,
+                  frame.get("codeTagBits", 0), thread["threadID"])
         pymalloc = (alloc["poolSize"], alloc["smallRequestThreshold"], alloc["alignment"])
     except (KeyError, TypeError):
         return None

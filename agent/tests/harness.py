@@ -7,7 +7,7 @@ side does), calls scalene_agent_start from a Python thread, beats the heartbeat 
 from Python threads, and checks what the agent reports.
 
     harness.py --all     --agent build/libscalene_agent.so --helpers build/agent-tests
-        run --suite once per installed interpreter (pyenv 3.8-3.13 and Debian's static
+        run --suite once per installed interpreter (pyenv 3.8-3.13, Debian sid 3.14/3.15 and Debian's static
         /usr/bin/python3.11), print PASS/FAIL/SKIPPED per interpreter; nonzero exit on failure
     harness.py --suite   ...   every test, in this interpreter
     harness.py --stress  ...   8 threads allocating/freeing/copying while sampling, fork, detach
@@ -46,6 +46,23 @@ INTERPRETERS = [
     ("3.13.0", "/root/.pyenv/versions/3.13.0/bin/python3"),
     ("debian-3.11 (static, non-PIE)", "/usr/bin/python3.11"),
 ]
+
+
+def provisioned_interpreters():
+    """Debian sid's 3.14 and 3.15 (static and shared shapes) as fixtures/interpreters/provision.py
+    unpacked them; a minor it could not provision is reported with its reason."""
+    path = os.path.join(os.environ.get("SCALENE_PYTHONS", "/var/cache/scalene-attach/pythons"), "manifest.json")
+    try:
+        with open(path) as f:
+            manifest = json.load(f)
+    except (OSError, ValueError):
+        return [], ["3.14, 3.15: no manifest at %s (run make pythons)" % path]
+    found = [(i["label"], i["path"]) for i in manifest.get("interpreters", [])]
+    return found, ["%s: %s" % item for item in sorted(manifest.get("failures", {}).items())]
+
+
+PROVISIONED, PROVISION_FAILURES = provisioned_interpreters()
+INTERPRETERS += PROVISIONED
 # Extra runs with another allocator underneath Python's domains: (label, interpreter, PYTHONMALLOC).
 ALLOCATOR_MODES = [
     ("3.12.1 PYTHONMALLOC=malloc", "/root/.pyenv/versions/3.12.1/bin/python3", "malloc"),
@@ -133,7 +150,8 @@ class Session:
             frames_t = frames
         (cfg.frames.tstate_frame, cfg.frames.cframe_current_frame, cfg.frames.frame_previous,
          cfg.frames.frame_code, cfg.frames.frame_instr, cfg.frames.frame_instr_size,
-         cfg.frames.frame_owner, cfg.frames.owner_cstack) = frames_t
+         cfg.frames.frame_owner, cfg.frames.owner_cstack, cfg.frames.owner_interpreter,
+         cfg.frames.code_tag_bits, cfg.frames.tstate_thread_id) = frames_t
         cfg.pymalloc_pool_size, cfg.pymalloc_max_small, cfg.pymalloc_alignment = pymalloc
         cfg.heartbeat_timeout_ms = heartbeat_timeout_ms
         ch.heartbeat_ns = mono_ns()
@@ -1044,6 +1062,8 @@ def drive(args):
     skipped = sum(1 for r in rows if r[1] == "SKIPPED")
     if skipped:
         print("skipped (missing): %s" % ", ".join(r[0] for r in rows if r[1] == "SKIPPED"))
+    for failure in PROVISION_FAILURES:
+        print("skipped %s" % failure)
     print("agent: %d passed, %d failed, %d skipped" % (passed, failed, skipped))
     return 1 if failed or passed == 0 else 0
 

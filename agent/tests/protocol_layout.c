@@ -20,6 +20,8 @@ int main(void) {
     F(scalene_frame_layout, frame_previous); F(scalene_frame_layout, frame_code);
     F(scalene_frame_layout, frame_instr); F(scalene_frame_layout, frame_instr_size);
     F(scalene_frame_layout, frame_owner); F(scalene_frame_layout, owner_cstack);
+    F(scalene_frame_layout, owner_interpreter); F(scalene_frame_layout, code_tag_bits);
+    F(scalene_frame_layout, tstate_thread_id);
     F(scalene_agent_config, runtime_address); F(scalene_agent_config, memory_window);
     F(scalene_agent_config, copy_window); F(scalene_agent_config, python_hex_version);
     F(scalene_agent_config, pymalloc_pool_size); F(scalene_agent_config, pymalloc_max_small);

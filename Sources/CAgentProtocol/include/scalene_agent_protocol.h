@@ -12,7 +12,7 @@
 #include <stdint.h>
 
 #define SCALENE_CHANNEL_MAGIC 0x314c454e45434153ull /* "SCALENE1", little-endian */
-#define SCALENE_PROTOCOL_VERSION 1u
+#define SCALENE_PROTOCOL_VERSION 2u  /* 2: owner_interpreter, code_tag_bits, tstate_thread_id */
 #define SCALENE_MAX_FRAMES 64
 #define SCALENE_MESSAGE_SIZE 160
 #define SCALENE_AGENT_START_SYMBOL "scalene_agent_start"        // int (const char *channel_path)
@@ -48,7 +48,12 @@ struct scalene_frame_layout {
     int32_t frame_instr;      // f_lasti / prev_instr / instr_ptr
     int32_t frame_instr_size; // 4 for an int f_lasti, 8 for an instruction pointer
     int32_t frame_owner;      // 8-bit owner field (3.12+), -1 if none
-    int32_t owner_cstack;     // owner value of the interpreter's C-stack shim frames
+    int32_t owner_cstack;     // owner value of the interpreter's C-stack shim frames (3.12-3.14), -1 if none
+    int32_t owner_interpreter;// owner value of entry/sentinel/base frames (3.14+: FRAME_OWNED_BY_INTERPRETER), -1 if none;
+                              // frames with either owner hold no code object and are skipped
+    int32_t code_tag_bits;    // low bits of the code word that are tags (3.14+: _PyStackRef, Py_TAG_BITS); 0 before
+    int32_t tstate_thread_id; // PyThreadState.thread_id (the pthread_t): lets the agent check, on every
+                              // thread, where it finds a thread's own state (3.15+ keeps it in TLS)
 };
 
 struct scalene_agent_config {

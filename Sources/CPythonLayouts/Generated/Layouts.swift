@@ -20,6 +20,7 @@ extension LayoutTables {
                     next: 0,
                     id: 16,
                     threadsHead: 8,
+                    threadsMain: nil,
                     modules: 56,
                     cevalGIL: nil,
                     gilLastHolder: nil,
@@ -33,6 +34,8 @@ extension LayoutTables {
                     cframeCurrentFrame: nil,
                     threadID: 176,
                     nativeThreadID: nil,
+                    baseFrame: nil,
+                    holdsGIL: nil,
                     size: 264,
                     datastackChunk: nil,
                     stackChunk: nil
@@ -45,6 +48,8 @@ extension LayoutTables {
                     isEntry: nil,
                     owner: nil,
                     ownerCStack: nil,
+                    ownerInterpreter: nil,
+                    codeTagBits: 0,
                     size: 368
                 ),
                 code: CodeOffsets(
@@ -62,6 +67,8 @@ extension LayoutTables {
             objects: objects3_8_18,
             allocator: AllocatorConstants(poolSize: 4096, arenaSize: 262144, smallRequestThreshold: 512, alignment: 16),
             frameOwnerCStack: nil,
+            frameOwnerInterpreter: nil,
+            frameCodeTagBits: 0,
             stackChunk: nil,
             debugOffsetsSize: nil,
             interpretersMainFromHead: nil
@@ -82,6 +89,7 @@ extension LayoutTables {
                     next: 0,
                     id: 24,
                     threadsHead: 8,
+                    threadsMain: nil,
                     modules: 856,
                     cevalGIL: nil,
                     gilLastHolder: nil,
@@ -95,6 +103,8 @@ extension LayoutTables {
                     cframeCurrentFrame: nil,
                     threadID: 176,
                     nativeThreadID: nil,
+                    baseFrame: nil,
+                    holdsGIL: nil,
                     size: 264,
                     datastackChunk: nil,
                     stackChunk: nil
@@ -107,6 +117,8 @@ extension LayoutTables {
                     isEntry: nil,
                     owner: nil,
                     ownerCStack: nil,
+                    ownerInterpreter: nil,
+                    codeTagBits: 0,
                     size: 368
                 ),
                 code: CodeOffsets(
@@ -124,6 +136,8 @@ extension LayoutTables {
             objects: objects3_9_18,
             allocator: AllocatorConstants(poolSize: 4096, arenaSize: 262144, smallRequestThreshold: 512, alignment: 16),
             frameOwnerCStack: nil,
+            frameOwnerInterpreter: nil,
+            frameCodeTagBits: 0,
             stackChunk: nil,
             debugOffsetsSize: nil,
             interpretersMainFromHead: nil
@@ -144,6 +158,7 @@ extension LayoutTables {
                     next: 0,
                     id: 24,
                     threadsHead: 8,
+                    threadsMain: nil,
                     modules: 856,
                     cevalGIL: nil,
                     gilLastHolder: nil,
@@ -157,6 +172,8 @@ extension LayoutTables {
                     cframeCurrentFrame: nil,
                     threadID: 176,
                     nativeThreadID: nil,
+                    baseFrame: nil,
+                    holdsGIL: nil,
                     size: 280,
                     datastackChunk: nil,
                     stackChunk: nil
@@ -169,6 +186,8 @@ extension LayoutTables {
                     isEntry: nil,
                     owner: nil,
                     ownerCStack: nil,
+                    ownerInterpreter: nil,
+                    codeTagBits: 0,
                     size: 360
                 ),
                 code: CodeOffsets(
@@ -186,6 +205,8 @@ extension LayoutTables {
             objects: objects3_10_13,
             allocator: AllocatorConstants(poolSize: 16384, arenaSize: 1048576, smallRequestThreshold: 512, alignment: 16),
             frameOwnerCStack: nil,
+            frameOwnerInterpreter: nil,
+            frameCodeTagBits: 0,
             stackChunk: nil,
             debugOffsetsSize: nil,
             interpretersMainFromHead: nil
@@ -206,6 +227,7 @@ extension LayoutTables {
                     next: 0,
                     id: 48,
                     threadsHead: 16,
+                    threadsMain: nil,
                     modules: 888,
                     cevalGIL: nil,
                     gilLastHolder: nil,
@@ -219,6 +241,8 @@ extension LayoutTables {
                     cframeCurrentFrame: 8,
                     threadID: 152,
                     nativeThreadID: 160,
+                    baseFrame: nil,
+                    holdsGIL: nil,
                     size: 360,
                     datastackChunk: 296,
                     stackChunk: StackChunkOffsets(previous: 0, size: 8, data: 24)
@@ -231,6 +255,8 @@ extension LayoutTables {
                     isEntry: 68,
                     owner: 69,
                     ownerCStack: nil,
+                    ownerInterpreter: nil,
+                    codeTagBits: 0,
                     size: 80
                 ),
                 code: CodeOffsets(
@@ -248,6 +274,8 @@ extension LayoutTables {
             objects: objects3_11_2,
             allocator: AllocatorConstants(poolSize: 16384, arenaSize: 1048576, smallRequestThreshold: 512, alignment: 16),
             frameOwnerCStack: nil,
+            frameOwnerInterpreter: nil,
+            frameCodeTagBits: 0,
             stackChunk: StackChunkOffsets(previous: 0, size: 8, data: 24),
             debugOffsetsSize: nil,
             interpretersMainFromHead: nil
@@ -268,6 +296,7 @@ extension LayoutTables {
                     next: 0,
                     id: 48,
                     threadsHead: 16,
+                    threadsMain: nil,
                     modules: 888,
                     cevalGIL: nil,
                     gilLastHolder: nil,
@@ -281,6 +310,8 @@ extension LayoutTables {
                     cframeCurrentFrame: 8,
                     threadID: 152,
                     nativeThreadID: 160,
+                    baseFrame: nil,
+                    holdsGIL: nil,
                     size: 360,
                     datastackChunk: 296,
                     stackChunk: StackChunkOffsets(previous: 0, size: 8, data: 24)
@@ -293,6 +324,8 @@ extension LayoutTables {
                     isEntry: 68,
                     owner: 69,
                     ownerCStack: nil,
+                    ownerInterpreter: nil,
+                    codeTagBits: 0,
                     size: 80
                 ),
                 code: CodeOffsets(
@@ -310,6 +343,8 @@ extension LayoutTables {
             objects: objects3_11_7,
             allocator: AllocatorConstants(poolSize: 16384, arenaSize: 1048576, smallRequestThreshold: 512, alignment: 16),
             frameOwnerCStack: nil,
+            frameOwnerInterpreter: nil,
+            frameCodeTagBits: 0,
             stackChunk: StackChunkOffsets(previous: 0, size: 8, data: 24),
             debugOffsetsSize: nil,
             interpretersMainFromHead: nil
@@ -330,6 +365,7 @@ extension LayoutTables {
                     next: 0,
                     id: 8,
                     threadsHead: 72,
+                    threadsMain: nil,
                     modules: 944,
                     cevalGIL: 384,
                     gilLastHolder: 8,
@@ -343,6 +379,8 @@ extension LayoutTables {
                     cframeCurrentFrame: 0,
                     threadID: 136,
                     nativeThreadID: 144,
+                    baseFrame: nil,
+                    holdsGIL: nil,
                     size: 288,
                     datastackChunk: 232,
                     stackChunk: StackChunkOffsets(previous: 0, size: 8, data: 24)
@@ -355,6 +393,8 @@ extension LayoutTables {
                     isEntry: nil,
                     owner: 70,
                     ownerCStack: 3,
+                    ownerInterpreter: nil,
+                    codeTagBits: 0,
                     size: 80
                 ),
                 code: CodeOffsets(
@@ -372,6 +412,8 @@ extension LayoutTables {
             objects: objects3_12_1,
             allocator: AllocatorConstants(poolSize: 16384, arenaSize: 1048576, smallRequestThreshold: 512, alignment: 16),
             frameOwnerCStack: 3,
+            frameOwnerInterpreter: nil,
+            frameCodeTagBits: 0,
             stackChunk: StackChunkOffsets(previous: 0, size: 8, data: 24),
             debugOffsetsSize: nil,
             interpretersMainFromHead: nil
@@ -383,8 +425,36 @@ extension LayoutTables {
             objects: objects3_13_0,
             allocator: AllocatorConstants(poolSize: 16384, arenaSize: 1048576, smallRequestThreshold: 512, alignment: 16),
             frameOwnerCStack: 3,
+            frameOwnerInterpreter: nil,
+            frameCodeTagBits: 0,
             stackChunk: StackChunkOffsets(previous: 0, size: 8, data: 24),
             debugOffsetsSize: 584,
+            interpretersMainFromHead: 8
+        ),
+        GeneratedLayout(
+            version: PythonVersion(major: 3, minor: 14, micro: 10),
+            prefix: "/var/cache/scalene-attach/pythons/debian-sid/usr",
+            layout: nil,
+            objects: objects3_14_10,
+            allocator: AllocatorConstants(poolSize: 16384, arenaSize: 1048576, smallRequestThreshold: 512, alignment: 16),
+            frameOwnerCStack: 4,
+            frameOwnerInterpreter: 3,
+            frameCodeTagBits: 3,
+            stackChunk: StackChunkOffsets(previous: 0, size: 8, data: 24),
+            debugOffsetsSize: 760,
+            interpretersMainFromHead: 8
+        ),
+        GeneratedLayout(
+            version: PythonVersion(major: 3, minor: 15, micro: 2),
+            prefix: "/var/cache/scalene-attach/pythons/debian-sid/usr",
+            layout: nil,
+            objects: objects3_15_2,
+            allocator: AllocatorConstants(poolSize: 16384, arenaSize: 1048576, smallRequestThreshold: 512, alignment: 16),
+            frameOwnerCStack: nil,
+            frameOwnerInterpreter: 3,
+            frameCodeTagBits: 3,
+            stackChunk: StackChunkOffsets(previous: 0, size: 8, data: 24),
+            debugOffsetsSize: 888,
             interpretersMainFromHead: 8
         ),
     ]
@@ -747,6 +817,110 @@ extension LayoutTables {
             basicSize: 32,
             dictOffset: 288,
             heapCachedKeys: 880,
+            managedDictFlag: 16,
+            inlineValuesFlag: 4,
+            instanceDict: .inlineValues313(dictPointer: -24, validByte: 3)
+        )
+    )
+
+    // 3.14.10 at /var/cache/scalene-attach/pythons/debian-sid/usr
+    private static let objects3_14_10 = ObjectOffsets(
+        objectType: 8,
+        varSize: 16,
+        bytes: BytesOffsets(size: 16, data: 32),
+        unicode: UnicodeOffsets(
+            length: 16,
+            state: 32,
+            asciiSize: 40,
+            compactSize: 56,
+            kindShift: 2,
+            kindBits: 3,
+            compactShift: 5,
+            asciiShift: 6
+        ),
+        long: LongOffsets(
+            sizeOrTag: 16,
+            usesTag: true,
+            tagDigitShift: 3,
+            digits: 24,
+            digitBits: 30,
+            digitSize: 4
+        ),
+        dict: DictOffsets(
+            used: 16,
+            keys: 32,
+            values: 40,
+            keysSize: 8,
+            keysSizeIsLog2: true,
+            keysLog2IndexBytes: 9,
+            keysKind: 10,
+            keysNEntries: 24,
+            keysIndices: 32,
+            entrySize: 24,
+            entryKey: 8,
+            entryValue: 16,
+            unicodeEntrySize: 16,
+            unicodeEntryKey: 0,
+            unicodeEntryValue: 8,
+            valuesArray: 8
+        ),
+        type: TypeOffsets(
+            flags: 168,
+            basicSize: 32,
+            dictOffset: 288,
+            heapCachedKeys: 880,
+            managedDictFlag: 16,
+            inlineValuesFlag: 4,
+            instanceDict: .inlineValues313(dictPointer: -24, validByte: 3)
+        )
+    )
+
+    // 3.15.2 at /var/cache/scalene-attach/pythons/debian-sid/usr
+    private static let objects3_15_2 = ObjectOffsets(
+        objectType: 8,
+        varSize: 16,
+        bytes: BytesOffsets(size: 16, data: 32),
+        unicode: UnicodeOffsets(
+            length: 16,
+            state: 32,
+            asciiSize: 40,
+            compactSize: 56,
+            kindShift: 2,
+            kindBits: 3,
+            compactShift: 5,
+            asciiShift: 6
+        ),
+        long: LongOffsets(
+            sizeOrTag: 16,
+            usesTag: true,
+            tagDigitShift: 3,
+            digits: 24,
+            digitBits: 30,
+            digitSize: 4
+        ),
+        dict: DictOffsets(
+            used: 16,
+            keys: 32,
+            values: 40,
+            keysSize: 8,
+            keysSizeIsLog2: true,
+            keysLog2IndexBytes: 9,
+            keysKind: 10,
+            keysNEntries: 24,
+            keysIndices: 32,
+            entrySize: 24,
+            entryKey: 8,
+            entryValue: 16,
+            unicodeEntrySize: 16,
+            unicodeEntryKey: 0,
+            unicodeEntryValue: 8,
+            valuesArray: 8
+        ),
+        type: TypeOffsets(
+            flags: 168,
+            basicSize: 32,
+            dictOffset: 288,
+            heapCachedKeys: 888,
             managedDictFlag: 16,
             inlineValuesFlag: 4,
             instanceDict: .inlineValues313(dictPointer: -24, validByte: 3)

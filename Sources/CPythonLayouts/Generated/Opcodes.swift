@@ -1916,5 +1916,675 @@ extension OpcodeTables {
                 246, // INSTRUMENTED_CALL_FUNCTION_EX
             ]
         ),
+        OpcodeTable(
+            major: 3, minor: 14, micro: nil,
+            // Generated from: 3.14.10
+            extendedArg: 69,
+            // Opcode names; "" for an unused opcode.
+            names: [
+                "CACHE", // 0
+                "BINARY_SLICE", // 1
+                "BUILD_TEMPLATE", // 2
+                "BINARY_OP_INPLACE_ADD_UNICODE", // 3
+                "CALL_FUNCTION_EX", // 4
+                "CHECK_EG_MATCH", // 5
+                "CHECK_EXC_MATCH", // 6
+                "CLEANUP_THROW", // 7
+                "DELETE_SUBSCR", // 8
+                "END_FOR", // 9
+                "END_SEND", // 10
+                "EXIT_INIT_CHECK", // 11
+                "FORMAT_SIMPLE", // 12
+                "FORMAT_WITH_SPEC", // 13
+                "GET_AITER", // 14
+                "GET_ANEXT", // 15
+                "GET_ITER", // 16
+                "RESERVED", // 17
+                "GET_LEN", // 18
+                "GET_YIELD_FROM_ITER", // 19
+                "INTERPRETER_EXIT", // 20
+                "LOAD_BUILD_CLASS", // 21
+                "LOAD_LOCALS", // 22
+                "MAKE_FUNCTION", // 23
+                "MATCH_KEYS", // 24
+                "MATCH_MAPPING", // 25
+                "MATCH_SEQUENCE", // 26
+                "NOP", // 27
+                "NOT_TAKEN", // 28
+                "POP_EXCEPT", // 29
+                "POP_ITER", // 30
+                "POP_TOP", // 31
+                "PUSH_EXC_INFO", // 32
+                "PUSH_NULL", // 33
+                "RETURN_GENERATOR", // 34
+                "RETURN_VALUE", // 35
+                "SETUP_ANNOTATIONS", // 36
+                "STORE_SLICE", // 37
+                "STORE_SUBSCR", // 38
+                "TO_BOOL", // 39
+                "UNARY_INVERT", // 40
+                "UNARY_NEGATIVE", // 41
+                "UNARY_NOT", // 42
+                "WITH_EXCEPT_START", // 43
+                "BINARY_OP", // 44
+                "BUILD_INTERPOLATION", // 45
+                "BUILD_LIST", // 46
+                "BUILD_MAP", // 47
+                "BUILD_SET", // 48
+                "BUILD_SLICE", // 49
+                "BUILD_STRING", // 50
+                "BUILD_TUPLE", // 51
+                "CALL", // 52
+                "CALL_INTRINSIC_1", // 53
+                "CALL_INTRINSIC_2", // 54
+                "CALL_KW", // 55
+                "COMPARE_OP", // 56
+                "CONTAINS_OP", // 57
+                "CONVERT_VALUE", // 58
+                "COPY", // 59
+                "COPY_FREE_VARS", // 60
+                "DELETE_ATTR", // 61
+                "DELETE_DEREF", // 62
+                "DELETE_FAST", // 63
+                "DELETE_GLOBAL", // 64
+                "DELETE_NAME", // 65
+                "DICT_MERGE", // 66
+                "DICT_UPDATE", // 67
+                "END_ASYNC_FOR", // 68
+                "EXTENDED_ARG", // 69
+                "FOR_ITER", // 70
+                "GET_AWAITABLE", // 71
+                "IMPORT_FROM", // 72
+                "IMPORT_NAME", // 73
+                "IS_OP", // 74
+                "JUMP_BACKWARD", // 75
+                "JUMP_BACKWARD_NO_INTERRUPT", // 76
+                "JUMP_FORWARD", // 77
+                "LIST_APPEND", // 78
+                "LIST_EXTEND", // 79
+                "LOAD_ATTR", // 80
+                "LOAD_COMMON_CONSTANT", // 81
+                "LOAD_CONST", // 82
+                "LOAD_DEREF", // 83
+                "LOAD_FAST", // 84
+                "LOAD_FAST_AND_CLEAR", // 85
+                "LOAD_FAST_BORROW", // 86
+                "LOAD_FAST_BORROW_LOAD_FAST_BORROW", // 87
+                "LOAD_FAST_CHECK", // 88
+                "LOAD_FAST_LOAD_FAST", // 89
+                "LOAD_FROM_DICT_OR_DEREF", // 90
+                "LOAD_FROM_DICT_OR_GLOBALS", // 91
+                "LOAD_GLOBAL", // 92
+                "LOAD_NAME", // 93
+                "LOAD_SMALL_INT", // 94
+                "LOAD_SPECIAL", // 95
+                "LOAD_SUPER_ATTR", // 96
+                "MAKE_CELL", // 97
+                "MAP_ADD", // 98
+                "MATCH_CLASS", // 99
+                "POP_JUMP_IF_FALSE", // 100
+                "POP_JUMP_IF_NONE", // 101
+                "POP_JUMP_IF_NOT_NONE", // 102
+                "POP_JUMP_IF_TRUE", // 103
+                "RAISE_VARARGS", // 104
+                "RERAISE", // 105
+                "SEND", // 106
+                "SET_ADD", // 107
+                "SET_FUNCTION_ATTRIBUTE", // 108
+                "SET_UPDATE", // 109
+                "STORE_ATTR", // 110
+                "STORE_DEREF", // 111
+                "STORE_FAST", // 112
+                "STORE_FAST_LOAD_FAST", // 113
+                "STORE_FAST_STORE_FAST", // 114
+                "STORE_GLOBAL", // 115
+                "STORE_NAME", // 116
+                "SWAP", // 117
+                "UNPACK_EX", // 118
+                "UNPACK_SEQUENCE", // 119
+                "YIELD_VALUE", // 120
+                "", // 121
+                "", // 122
+                "", // 123
+                "", // 124
+                "", // 125
+                "", // 126
+                "", // 127
+                "RESUME", // 128
+                "BINARY_OP_ADD_FLOAT", // 129
+                "BINARY_OP_ADD_INT", // 130
+                "BINARY_OP_ADD_UNICODE", // 131
+                "BINARY_OP_EXTEND", // 132
+                "BINARY_OP_MULTIPLY_FLOAT", // 133
+                "BINARY_OP_MULTIPLY_INT", // 134
+                "BINARY_OP_SUBSCR_DICT", // 135
+                "BINARY_OP_SUBSCR_GETITEM", // 136
+                "BINARY_OP_SUBSCR_LIST_INT", // 137
+                "BINARY_OP_SUBSCR_LIST_SLICE", // 138
+                "BINARY_OP_SUBSCR_STR_INT", // 139
+                "BINARY_OP_SUBSCR_TUPLE_INT", // 140
+                "BINARY_OP_SUBTRACT_FLOAT", // 141
+                "BINARY_OP_SUBTRACT_INT", // 142
+                "CALL_ALLOC_AND_ENTER_INIT", // 143
+                "CALL_BOUND_METHOD_EXACT_ARGS", // 144
+                "CALL_BOUND_METHOD_GENERAL", // 145
+                "CALL_BUILTIN_CLASS", // 146
+                "CALL_BUILTIN_FAST", // 147
+                "CALL_BUILTIN_FAST_WITH_KEYWORDS", // 148
+                "CALL_BUILTIN_O", // 149
+                "CALL_ISINSTANCE", // 150
+                "CALL_KW_BOUND_METHOD", // 151
+                "CALL_KW_NON_PY", // 152
+                "CALL_KW_PY", // 153
+                "CALL_LEN", // 154
+                "CALL_LIST_APPEND", // 155
+                "CALL_METHOD_DESCRIPTOR_FAST", // 156
+                "CALL_METHOD_DESCRIPTOR_FAST_WITH_KEYWORDS", // 157
+                "CALL_METHOD_DESCRIPTOR_NOARGS", // 158
+                "CALL_METHOD_DESCRIPTOR_O", // 159
+                "CALL_NON_PY_GENERAL", // 160
+                "CALL_PY_EXACT_ARGS", // 161
+                "CALL_PY_GENERAL", // 162
+                "CALL_STR_1", // 163
+                "CALL_TUPLE_1", // 164
+                "CALL_TYPE_1", // 165
+                "COMPARE_OP_FLOAT", // 166
+                "COMPARE_OP_INT", // 167
+                "COMPARE_OP_STR", // 168
+                "CONTAINS_OP_DICT", // 169
+                "CONTAINS_OP_SET", // 170
+                "FOR_ITER_GEN", // 171
+                "FOR_ITER_LIST", // 172
+                "FOR_ITER_RANGE", // 173
+                "FOR_ITER_TUPLE", // 174
+                "JUMP_BACKWARD_JIT", // 175
+                "JUMP_BACKWARD_NO_JIT", // 176
+                "LOAD_ATTR_CLASS", // 177
+                "LOAD_ATTR_CLASS_WITH_METACLASS_CHECK", // 178
+                "LOAD_ATTR_GETATTRIBUTE_OVERRIDDEN", // 179
+                "LOAD_ATTR_INSTANCE_VALUE", // 180
+                "LOAD_ATTR_METHOD_LAZY_DICT", // 181
+                "LOAD_ATTR_METHOD_NO_DICT", // 182
+                "LOAD_ATTR_METHOD_WITH_VALUES", // 183
+                "LOAD_ATTR_MODULE", // 184
+                "LOAD_ATTR_NONDESCRIPTOR_NO_DICT", // 185
+                "LOAD_ATTR_NONDESCRIPTOR_WITH_VALUES", // 186
+                "LOAD_ATTR_PROPERTY", // 187
+                "LOAD_ATTR_SLOT", // 188
+                "LOAD_ATTR_WITH_HINT", // 189
+                "LOAD_CONST_IMMORTAL", // 190
+                "LOAD_CONST_MORTAL", // 191
+                "LOAD_GLOBAL_BUILTIN", // 192
+                "LOAD_GLOBAL_MODULE", // 193
+                "LOAD_SUPER_ATTR_ATTR", // 194
+                "LOAD_SUPER_ATTR_METHOD", // 195
+                "RESUME_CHECK", // 196
+                "SEND_GEN", // 197
+                "STORE_ATTR_INSTANCE_VALUE", // 198
+                "STORE_ATTR_SLOT", // 199
+                "STORE_ATTR_WITH_HINT", // 200
+                "STORE_SUBSCR_DICT", // 201
+                "STORE_SUBSCR_LIST_INT", // 202
+                "TO_BOOL_ALWAYS_TRUE", // 203
+                "TO_BOOL_BOOL", // 204
+                "TO_BOOL_INT", // 205
+                "TO_BOOL_LIST", // 206
+                "TO_BOOL_NONE", // 207
+                "TO_BOOL_STR", // 208
+                "UNPACK_SEQUENCE_LIST", // 209
+                "UNPACK_SEQUENCE_TUPLE", // 210
+                "UNPACK_SEQUENCE_TWO_TUPLE", // 211
+                "", // 212
+                "", // 213
+                "", // 214
+                "", // 215
+                "", // 216
+                "", // 217
+                "", // 218
+                "", // 219
+                "", // 220
+                "", // 221
+                "", // 222
+                "", // 223
+                "", // 224
+                "", // 225
+                "", // 226
+                "", // 227
+                "", // 228
+                "", // 229
+                "", // 230
+                "", // 231
+                "", // 232
+                "", // 233
+                "INSTRUMENTED_END_FOR", // 234
+                "INSTRUMENTED_POP_ITER", // 235
+                "INSTRUMENTED_END_SEND", // 236
+                "INSTRUMENTED_FOR_ITER", // 237
+                "INSTRUMENTED_INSTRUCTION", // 238
+                "INSTRUMENTED_JUMP_FORWARD", // 239
+                "INSTRUMENTED_NOT_TAKEN", // 240
+                "INSTRUMENTED_POP_JUMP_IF_TRUE", // 241
+                "INSTRUMENTED_POP_JUMP_IF_FALSE", // 242
+                "INSTRUMENTED_POP_JUMP_IF_NONE", // 243
+                "INSTRUMENTED_POP_JUMP_IF_NOT_NONE", // 244
+                "INSTRUMENTED_RESUME", // 245
+                "INSTRUMENTED_RETURN_VALUE", // 246
+                "INSTRUMENTED_YIELD_VALUE", // 247
+                "INSTRUMENTED_END_ASYNC_FOR", // 248
+                "INSTRUMENTED_LOAD_SUPER_ATTR", // 249
+                "INSTRUMENTED_CALL", // 250
+                "INSTRUMENTED_CALL_KW", // 251
+                "INSTRUMENTED_CALL_FUNCTION_EX", // 252
+                "INSTRUMENTED_JUMP_BACKWARD", // 253
+                "INSTRUMENTED_LINE", // 254
+                "ENTER_EXECUTOR", // 255
+            ],
+            // Base (deoptimised) opcode of each opcode.
+            deopt: [
+                  0,   1,   2,  44,   4,   5,   6,   7,   8,   9,  10,  11,  12,  13,  14,  15, // 0-15
+                 16,  17,  18,  19,  20,  21,  22,  23,  24,  25,  26,  27,  28,  29,  30,  31, // 16-31
+                 32,  33,  34,  35,  36,  37,  38,  39,  40,  41,  42,  43,  44,  45,  46,  47, // 32-47
+                 48,  49,  50,  51,  52,  53,  54,  55,  56,  57,  58,  59,  60,  61,  62,  63, // 48-63
+                 64,  65,  66,  67,  68,  69,  70,  71,  72,  73,  74,  75,  76,  77,  78,  79, // 64-79
+                 80,  81,  82,  83,  84,  85,  86,  87,  88,  89,  90,  91,  92,  93,  94,  95, // 80-95
+                 96,  97,  98,  99, 100, 101, 102, 103, 104, 105, 106, 107, 108, 109, 110, 111, // 96-111
+                112, 113, 114, 115, 116, 117, 118, 119, 120, 121, 122, 123, 124, 125, 126, 127, // 112-127
+                128,  44,  44,  44,  44,  44,  44,  44,  44,  44,  44,  44,  44,  44,  44,  52, // 128-143
+                 52,  52,  52,  52,  52,  52,  52,  55,  55,  55,  52,  52,  52,  52,  52,  52, // 144-159
+                 52,  52,  52,  52,  52,  52,  56,  56,  56,  57,  57,  70,  70,  70,  70,  75, // 160-175
+                 75,  80,  80,  80,  80,  80,  80,  80,  80,  80,  80,  80,  80,  80,  82,  82, // 176-191
+                 92,  92,  96,  96, 128, 106, 110, 110, 110,  38,  38,  39,  39,  39,  39,  39, // 192-207
+                 39, 119, 119, 119, 212, 213, 214, 215, 216, 217, 218, 219, 220, 221, 222, 223, // 208-223
+                224, 225, 226, 227, 228, 229, 230, 231, 232, 233,   9,  30,  10,  70, 238,  77, // 224-239
+                 28, 103, 100, 101, 102, 128,  35, 120,  68,  96,  52,  55,   4,  75, 254, 255, // 240-255
+            ],
+            // Inline-cache code units after each opcode (those of its base).
+            cacheEntries: [
+                  0,   0,   0,   5,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0, // 0-15
+                  0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0, // 16-31
+                  0,   0,   0,   0,   0,   0,   1,   3,   0,   0,   0,   0,   5,   0,   0,   0, // 32-47
+                  0,   0,   0,   0,   3,   0,   0,   3,   1,   1,   0,   0,   0,   0,   0,   0, // 48-63
+                  0,   0,   0,   0,   0,   0,   1,   0,   0,   0,   0,   1,   0,   0,   0,   0, // 64-79
+                  9,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   4,   0,   0,   0, // 80-95
+                  1,   0,   0,   0,   1,   1,   1,   1,   0,   0,   1,   0,   0,   0,   4,   0, // 96-111
+                  0,   0,   0,   0,   0,   0,   0,   1,   0,   0,   0,   0,   0,   0,   0,   0, // 112-127
+                  0,   5,   5,   5,   5,   5,   5,   5,   5,   5,   5,   5,   5,   5,   5,   3, // 128-143
+                  3,   3,   3,   3,   3,   3,   3,   3,   3,   3,   3,   3,   3,   3,   3,   3, // 144-159
+                  3,   3,   3,   3,   3,   3,   1,   1,   1,   1,   1,   1,   1,   1,   1,   1, // 160-175
+                  1,   9,   9,   9,   9,   9,   9,   9,   9,   9,   9,   9,   9,   9,   0,   0, // 176-191
+                  4,   4,   1,   1,   0,   1,   4,   4,   4,   1,   1,   3,   3,   3,   3,   3, // 192-207
+                  3,   1,   1,   1,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0, // 208-223
+                  0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   1,   0,   0, // 224-239
+                  0,   1,   1,   1,   1,   0,   0,   0,   0,   1,   3,   3,   0,   1,   0,   0, // 240-255
+            ],
+            // Every opcode whose base is in the CALL family.
+            callFamilyOpcodes: [
+                4, // CALL_FUNCTION_EX
+                52, // CALL
+                55, // CALL_KW
+                143, // CALL_ALLOC_AND_ENTER_INIT
+                144, // CALL_BOUND_METHOD_EXACT_ARGS
+                145, // CALL_BOUND_METHOD_GENERAL
+                146, // CALL_BUILTIN_CLASS
+                147, // CALL_BUILTIN_FAST
+                148, // CALL_BUILTIN_FAST_WITH_KEYWORDS
+                149, // CALL_BUILTIN_O
+                150, // CALL_ISINSTANCE
+                151, // CALL_KW_BOUND_METHOD
+                152, // CALL_KW_NON_PY
+                153, // CALL_KW_PY
+                154, // CALL_LEN
+                155, // CALL_LIST_APPEND
+                156, // CALL_METHOD_DESCRIPTOR_FAST
+                157, // CALL_METHOD_DESCRIPTOR_FAST_WITH_KEYWORDS
+                158, // CALL_METHOD_DESCRIPTOR_NOARGS
+                159, // CALL_METHOD_DESCRIPTOR_O
+                160, // CALL_NON_PY_GENERAL
+                161, // CALL_PY_EXACT_ARGS
+                162, // CALL_PY_GENERAL
+                163, // CALL_STR_1
+                164, // CALL_TUPLE_1
+                165, // CALL_TYPE_1
+                250, // INSTRUMENTED_CALL
+                251, // INSTRUMENTED_CALL_KW
+                252, // INSTRUMENTED_CALL_FUNCTION_EX
+            ]
+        ),
+        OpcodeTable(
+            major: 3, minor: 15, micro: nil,
+            // Generated from: 3.15.2
+            extendedArg: 67,
+            // Opcode names; "" for an unused opcode.
+            names: [
+                "CACHE", // 0
+                "BINARY_SLICE", // 1
+                "BUILD_TEMPLATE", // 2
+                "BINARY_OP_INPLACE_ADD_UNICODE", // 3
+                "CALL_FUNCTION_EX", // 4
+                "CHECK_EG_MATCH", // 5
+                "CHECK_EXC_MATCH", // 6
+                "CLEANUP_THROW", // 7
+                "DELETE_SUBSCR", // 8
+                "END_FOR", // 9
+                "END_SEND", // 10
+                "EXIT_INIT_CHECK", // 11
+                "FORMAT_SIMPLE", // 12
+                "FORMAT_WITH_SPEC", // 13
+                "GET_AITER", // 14
+                "GET_ANEXT", // 15
+                "GET_LEN", // 16
+                "RESERVED", // 17
+                "INTERPRETER_EXIT", // 18
+                "LOAD_BUILD_CLASS", // 19
+                "LOAD_LOCALS", // 20
+                "MAKE_FUNCTION", // 21
+                "MATCH_KEYS", // 22
+                "MATCH_MAPPING", // 23
+                "MATCH_SEQUENCE", // 24
+                "NOP", // 25
+                "NOT_TAKEN", // 26
+                "POP_EXCEPT", // 27
+                "POP_ITER", // 28
+                "POP_TOP", // 29
+                "PUSH_EXC_INFO", // 30
+                "PUSH_NULL", // 31
+                "RETURN_GENERATOR", // 32
+                "RETURN_VALUE", // 33
+                "SETUP_ANNOTATIONS", // 34
+                "STORE_SLICE", // 35
+                "STORE_SUBSCR", // 36
+                "TO_BOOL", // 37
+                "UNARY_INVERT", // 38
+                "UNARY_NEGATIVE", // 39
+                "UNARY_NOT", // 40
+                "WITH_EXCEPT_START", // 41
+                "BINARY_OP", // 42
+                "BUILD_INTERPOLATION", // 43
+                "BUILD_LIST", // 44
+                "BUILD_MAP", // 45
+                "BUILD_SET", // 46
+                "BUILD_SLICE", // 47
+                "BUILD_STRING", // 48
+                "BUILD_TUPLE", // 49
+                "CALL", // 50
+                "CALL_INTRINSIC_1", // 51
+                "CALL_INTRINSIC_2", // 52
+                "CALL_KW", // 53
+                "COMPARE_OP", // 54
+                "CONTAINS_OP", // 55
+                "CONVERT_VALUE", // 56
+                "COPY", // 57
+                "COPY_FREE_VARS", // 58
+                "DELETE_ATTR", // 59
+                "DELETE_DEREF", // 60
+                "DELETE_FAST", // 61
+                "DELETE_GLOBAL", // 62
+                "DELETE_NAME", // 63
+                "DICT_MERGE", // 64
+                "DICT_UPDATE", // 65
+                "END_ASYNC_FOR", // 66
+                "EXTENDED_ARG", // 67
+                "FOR_ITER", // 68
+                "GET_AWAITABLE", // 69
+                "GET_ITER", // 70
+                "IMPORT_FROM", // 71
+                "IMPORT_NAME", // 72
+                "IS_OP", // 73
+                "JUMP_BACKWARD", // 74
+                "JUMP_BACKWARD_NO_INTERRUPT", // 75
+                "JUMP_FORWARD", // 76
+                "LIST_APPEND", // 77
+                "LIST_EXTEND", // 78
+                "LOAD_ATTR", // 79
+                "LOAD_COMMON_CONSTANT", // 80
+                "LOAD_CONST", // 81
+                "LOAD_DEREF", // 82
+                "LOAD_FAST", // 83
+                "LOAD_FAST_AND_CLEAR", // 84
+                "LOAD_FAST_BORROW", // 85
+                "LOAD_FAST_BORROW_LOAD_FAST_BORROW", // 86
+                "LOAD_FAST_CHECK", // 87
+                "LOAD_FAST_LOAD_FAST", // 88
+                "LOAD_FROM_DICT_OR_DEREF", // 89
+                "LOAD_FROM_DICT_OR_GLOBALS", // 90
+                "LOAD_GLOBAL", // 91
+                "LOAD_NAME", // 92
+                "LOAD_SMALL_INT", // 93
+                "LOAD_SPECIAL", // 94
+                "LOAD_SUPER_ATTR", // 95
+                "MAKE_CELL", // 96
+                "MAP_ADD", // 97
+                "MATCH_CLASS", // 98
+                "POP_JUMP_IF_FALSE", // 99
+                "POP_JUMP_IF_NONE", // 100
+                "POP_JUMP_IF_NOT_NONE", // 101
+                "POP_JUMP_IF_TRUE", // 102
+                "RAISE_VARARGS", // 103
+                "RERAISE", // 104
+                "SEND", // 105
+                "SET_ADD", // 106
+                "SET_FUNCTION_ATTRIBUTE", // 107
+                "SET_UPDATE", // 108
+                "STORE_ATTR", // 109
+                "STORE_DEREF", // 110
+                "STORE_FAST", // 111
+                "STORE_FAST_LOAD_FAST", // 112
+                "STORE_FAST_STORE_FAST", // 113
+                "STORE_GLOBAL", // 114
+                "STORE_NAME", // 115
+                "SWAP", // 116
+                "UNPACK_EX", // 117
+                "UNPACK_SEQUENCE", // 118
+                "YIELD_VALUE", // 119
+                "", // 120
+                "", // 121
+                "", // 122
+                "", // 123
+                "", // 124
+                "", // 125
+                "", // 126
+                "", // 127
+                "RESUME", // 128
+                "BINARY_OP_ADD_FLOAT", // 129
+                "BINARY_OP_ADD_INT", // 130
+                "BINARY_OP_ADD_UNICODE", // 131
+                "BINARY_OP_EXTEND", // 132
+                "BINARY_OP_MULTIPLY_FLOAT", // 133
+                "BINARY_OP_MULTIPLY_INT", // 134
+                "BINARY_OP_SUBSCR_DICT", // 135
+                "BINARY_OP_SUBSCR_GETITEM", // 136
+                "BINARY_OP_SUBSCR_LIST_INT", // 137
+                "BINARY_OP_SUBSCR_LIST_SLICE", // 138
+                "BINARY_OP_SUBSCR_STR_INT", // 139
+                "BINARY_OP_SUBSCR_TUPLE_INT", // 140
+                "BINARY_OP_SUBSCR_USTR_INT", // 141
+                "BINARY_OP_SUBTRACT_FLOAT", // 142
+                "BINARY_OP_SUBTRACT_INT", // 143
+                "CALL_ALLOC_AND_ENTER_INIT", // 144
+                "CALL_BOUND_METHOD_EXACT_ARGS", // 145
+                "CALL_BOUND_METHOD_GENERAL", // 146
+                "CALL_BUILTIN_CLASS", // 147
+                "CALL_BUILTIN_FAST", // 148
+                "CALL_BUILTIN_FAST_WITH_KEYWORDS", // 149
+                "CALL_BUILTIN_O", // 150
+                "CALL_EX_NON_PY_GENERAL", // 151
+                "CALL_EX_PY", // 152
+                "CALL_ISINSTANCE", // 153
+                "CALL_KW_BOUND_METHOD", // 154
+                "CALL_KW_NON_PY", // 155
+                "CALL_KW_PY", // 156
+                "CALL_LEN", // 157
+                "CALL_LIST_APPEND", // 158
+                "CALL_METHOD_DESCRIPTOR_FAST", // 159
+                "CALL_METHOD_DESCRIPTOR_FAST_WITH_KEYWORDS", // 160
+                "CALL_METHOD_DESCRIPTOR_NOARGS", // 161
+                "CALL_METHOD_DESCRIPTOR_O", // 162
+                "CALL_NON_PY_GENERAL", // 163
+                "CALL_PY_EXACT_ARGS", // 164
+                "CALL_PY_GENERAL", // 165
+                "CALL_STR_1", // 166
+                "CALL_TUPLE_1", // 167
+                "CALL_TYPE_1", // 168
+                "COMPARE_OP_FLOAT", // 169
+                "COMPARE_OP_INT", // 170
+                "COMPARE_OP_STR", // 171
+                "CONTAINS_OP_DICT", // 172
+                "CONTAINS_OP_SET", // 173
+                "FOR_ITER_GEN", // 174
+                "FOR_ITER_LIST", // 175
+                "FOR_ITER_RANGE", // 176
+                "FOR_ITER_TUPLE", // 177
+                "FOR_ITER_VIRTUAL", // 178
+                "GET_ITER_SELF", // 179
+                "GET_ITER_VIRTUAL", // 180
+                "JUMP_BACKWARD_JIT", // 181
+                "JUMP_BACKWARD_NO_JIT", // 182
+                "LOAD_ATTR_CLASS", // 183
+                "LOAD_ATTR_CLASS_WITH_METACLASS_CHECK", // 184
+                "LOAD_ATTR_GETATTRIBUTE_OVERRIDDEN", // 185
+                "LOAD_ATTR_INSTANCE_VALUE", // 186
+                "LOAD_ATTR_METHOD_LAZY_DICT", // 187
+                "LOAD_ATTR_METHOD_NO_DICT", // 188
+                "LOAD_ATTR_METHOD_WITH_VALUES", // 189
+                "LOAD_ATTR_MODULE", // 190
+                "LOAD_ATTR_NONDESCRIPTOR_NO_DICT", // 191
+                "LOAD_ATTR_NONDESCRIPTOR_WITH_VALUES", // 192
+                "LOAD_ATTR_PROPERTY", // 193
+                "LOAD_ATTR_SLOT", // 194
+                "LOAD_ATTR_WITH_HINT", // 195
+                "LOAD_GLOBAL_BUILTIN", // 196
+                "LOAD_GLOBAL_MODULE", // 197
+                "LOAD_SUPER_ATTR_ATTR", // 198
+                "LOAD_SUPER_ATTR_METHOD", // 199
+                "RESUME_CHECK", // 200
+                "RESUME_CHECK_JIT", // 201
+                "SEND_ASYNC_GEN", // 202
+                "SEND_GEN", // 203
+                "SEND_VIRTUAL", // 204
+                "STORE_ATTR_INSTANCE_VALUE", // 205
+                "STORE_ATTR_SLOT", // 206
+                "STORE_ATTR_WITH_HINT", // 207
+                "STORE_SUBSCR_DICT", // 208
+                "STORE_SUBSCR_LIST_INT", // 209
+                "TO_BOOL_ALWAYS_TRUE", // 210
+                "TO_BOOL_BOOL", // 211
+                "TO_BOOL_INT", // 212
+                "TO_BOOL_LIST", // 213
+                "TO_BOOL_NONE", // 214
+                "TO_BOOL_STR", // 215
+                "UNPACK_SEQUENCE_LIST", // 216
+                "UNPACK_SEQUENCE_TUPLE", // 217
+                "UNPACK_SEQUENCE_TWO_TUPLE", // 218
+                "", // 219
+                "", // 220
+                "", // 221
+                "", // 222
+                "", // 223
+                "", // 224
+                "", // 225
+                "", // 226
+                "", // 227
+                "", // 228
+                "", // 229
+                "", // 230
+                "", // 231
+                "", // 232
+                "INSTRUMENTED_END_FOR", // 233
+                "INSTRUMENTED_POP_ITER", // 234
+                "INSTRUMENTED_END_SEND", // 235
+                "INSTRUMENTED_FOR_ITER", // 236
+                "INSTRUMENTED_INSTRUCTION", // 237
+                "INSTRUMENTED_JUMP_FORWARD", // 238
+                "INSTRUMENTED_NOT_TAKEN", // 239
+                "INSTRUMENTED_POP_JUMP_IF_TRUE", // 240
+                "INSTRUMENTED_POP_JUMP_IF_FALSE", // 241
+                "INSTRUMENTED_POP_JUMP_IF_NONE", // 242
+                "INSTRUMENTED_POP_JUMP_IF_NOT_NONE", // 243
+                "INSTRUMENTED_RESUME", // 244
+                "INSTRUMENTED_RETURN_VALUE", // 245
+                "INSTRUMENTED_YIELD_VALUE", // 246
+                "INSTRUMENTED_END_ASYNC_FOR", // 247
+                "INSTRUMENTED_LOAD_SUPER_ATTR", // 248
+                "INSTRUMENTED_CALL", // 249
+                "INSTRUMENTED_CALL_KW", // 250
+                "INSTRUMENTED_CALL_FUNCTION_EX", // 251
+                "INSTRUMENTED_JUMP_BACKWARD", // 252
+                "INSTRUMENTED_LINE", // 253
+                "ENTER_EXECUTOR", // 254
+                "TRACE_RECORD", // 255
+            ],
+            // Base (deoptimised) opcode of each opcode.
+            deopt: [
+                  0,   1,   2,  42,   4,   5,   6,   7,   8,   9,  10,  11,  12,  13,  14,  15, // 0-15
+                 16,  17,  18,  19,  20,  21,  22,  23,  24,  25,  26,  27,  28,  29,  30,  31, // 16-31
+                 32,  33,  34,  35,  36,  37,  38,  39,  40,  41,  42,  43,  44,  45,  46,  47, // 32-47
+                 48,  49,  50,  51,  52,  53,  54,  55,  56,  57,  58,  59,  60,  61,  62,  63, // 48-63
+                 64,  65,  66,  67,  68,  69,  70,  71,  72,  73,  74,  75,  76,  77,  78,  79, // 64-79
+                 80,  81,  82,  83,  84,  85,  86,  87,  88,  89,  90,  91,  92,  93,  94,  95, // 80-95
+                 96,  97,  98,  99, 100, 101, 102, 103, 104, 105, 106, 107, 108, 109, 110, 111, // 96-111
+                112, 113, 114, 115, 116, 117, 118, 119, 120, 121, 122, 123, 124, 125, 126, 127, // 112-127
+                128,  42,  42,  42,  42,  42,  42,  42,  42,  42,  42,  42,  42,  42,  42,  42, // 128-143
+                 50,  50,  50,  50,  50,  50,  50,   4,   4,  50,  53,  53,  53,  50,  50,  50, // 144-159
+                 50,  50,  50,  50,  50,  50,  50,  50,  50,  54,  54,  54,  55,  55,  68,  68, // 160-175
+                 68,  68,  68,  70,  70,  74,  74,  79,  79,  79,  79,  79,  79,  79,  79,  79, // 176-191
+                 79,  79,  79,  79,  91,  91,  95,  95, 128, 128, 105, 105, 105, 109, 109, 109, // 192-207
+                 36,  36,  37,  37,  37,  37,  37,  37, 118, 118, 118, 219, 220, 221, 222, 223, // 208-223
+                224, 225, 226, 227, 228, 229, 230, 231, 232,   9,  28,  10,  68, 237,  76,  26, // 224-239
+                102,  99, 100, 101, 128,  33, 119,  66,  95,  50,  53,   4,  74, 253, 254, 255, // 240-255
+            ],
+            // Inline-cache code units after each opcode (those of its base).
+            cacheEntries: [
+                  0,   0,   0,   5,   1,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0, // 0-15
+                  0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0, // 16-31
+                  0,   0,   0,   0,   1,   3,   0,   0,   0,   0,   5,   0,   0,   0,   0,   0, // 32-47
+                  0,   0,   3,   0,   0,   3,   1,   1,   0,   0,   0,   0,   0,   0,   0,   0, // 48-63
+                  0,   0,   0,   0,   1,   0,   1,   0,   0,   0,   1,   0,   0,   0,   0,   9, // 64-79
+                  0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   4,   0,   0,   0,   1, // 80-95
+                  0,   0,   0,   1,   1,   1,   1,   0,   0,   1,   0,   0,   0,   4,   0,   0, // 96-111
+                  0,   0,   0,   0,   0,   0,   1,   0,   0,   0,   0,   0,   0,   0,   0,   0, // 112-127
+                  1,   5,   5,   5,   5,   5,   5,   5,   5,   5,   5,   5,   5,   5,   5,   5, // 128-143
+                  3,   3,   3,   3,   3,   3,   3,   1,   1,   3,   3,   3,   3,   3,   3,   3, // 144-159
+                  3,   3,   3,   3,   3,   3,   3,   3,   3,   1,   1,   1,   1,   1,   1,   1, // 160-175
+                  1,   1,   1,   1,   1,   1,   1,   9,   9,   9,   9,   9,   9,   9,   9,   9, // 176-191
+                  9,   9,   9,   9,   4,   4,   1,   1,   1,   1,   1,   1,   1,   4,   4,   4, // 192-207
+                  1,   1,   3,   3,   3,   3,   3,   3,   1,   1,   1,   0,   0,   0,   0,   0, // 208-223
+                  0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   0,   1,   0,   0,   0, // 224-239
+                  1,   1,   1,   1,   1,   0,   0,   0,   1,   3,   3,   1,   1,   0,   0,   0, // 240-255
+            ],
+            // Every opcode whose base is in the CALL family.
+            callFamilyOpcodes: [
+                4, // CALL_FUNCTION_EX
+                50, // CALL
+                53, // CALL_KW
+                144, // CALL_ALLOC_AND_ENTER_INIT
+                145, // CALL_BOUND_METHOD_EXACT_ARGS
+                146, // CALL_BOUND_METHOD_GENERAL
+                147, // CALL_BUILTIN_CLASS
+                148, // CALL_BUILTIN_FAST
+                149, // CALL_BUILTIN_FAST_WITH_KEYWORDS
+                150, // CALL_BUILTIN_O
+                151, // CALL_EX_NON_PY_GENERAL
+                152, // CALL_EX_PY
+                153, // CALL_ISINSTANCE
+                154, // CALL_KW_BOUND_METHOD
+                155, // CALL_KW_NON_PY
+                156, // CALL_KW_PY
+                157, // CALL_LEN
+                158, // CALL_LIST_APPEND
+                159, // CALL_METHOD_DESCRIPTOR_FAST
+                160, // CALL_METHOD_DESCRIPTOR_FAST_WITH_KEYWORDS
+                161, // CALL_METHOD_DESCRIPTOR_NOARGS
+                162, // CALL_METHOD_DESCRIPTOR_O
+                163, // CALL_NON_PY_GENERAL
+                164, // CALL_PY_EXACT_ARGS
+                165, // CALL_PY_GENERAL
+                166, // CALL_STR_1
+                167, // CALL_TUPLE_1
+                168, // CALL_TYPE_1
+                249, // INSTRUMENTED_CALL
+                250, // INSTRUMENTED_CALL_KW
+                251, // INSTRUMENTED_CALL_FUNCTION_EX
+            ]
+        ),
     ]
 }

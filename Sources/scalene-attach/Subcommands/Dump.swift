@@ -15,10 +15,15 @@ struct DumpCommand: ParsableCommand {
 
         Reading a running process can catch a stack mid-change; --blocking stops the process for \
         the read (typically well under a millisecond) and always resumes it.
+
+        Supported: CPython 3.8–3.15, default (GIL) builds, libpython shared or linked into the \
+        executable. From 3.13 the layout is read from the target's own _Py_DebugOffsets. A minor \
+        version newer than this build knows, a pre-release or a free-threaded build is refused \
+        (exit 5) rather than read with a guessed layout.
         """
     )
 
-    @Option(name: .long, help: "The process id of a running CPython 3.8–3.13 process.")
+    @Option(name: .long, help: "The process id of a running CPython 3.8–3.15 process.")
     var pid: Int32
 
     @Flag(name: .long, help: "Print one JSON object instead of text.")

@@ -21,7 +21,7 @@ struct ProfileCommand: ParsableCommand {
         """
     )
 
-    @Option(help: "The process id of a running CPython 3.8–3.13 process.")
+    @Option(help: "The process id of a running CPython 3.8–3.15 process.")
     var pid: Int32
 
     @OptionGroup var options: ProfileOptions
