@@ -69,9 +69,11 @@ public final class InterpreterObserver<Memory: ProcessMemory> {
                                                 holdsGIL: holder == record.address, frames: [], walk: FrameWalk())
             if let start {
                 observation.walk = stacks.walk(from: start.frame, window: start.window)
-                for raw in observation.walk.frames {
-                    if let frame = stacks.resolve(raw) { observation.frames.append(frame) }
-                    else { observation.walk.incomplete = true }
+                for (index, raw) in observation.walk.frames.enumerated() {
+                    if var frame = stacks.resolve(raw) {
+                        frame.isEntry = index < observation.walk.entries.count && observation.walk.entries[index]
+                        observation.frames.append(frame)
+                    } else { observation.walk.incomplete = true }
                 }
                 if let top = observation.frames.first, observation.walk.frames.first?.code == top.code.address,
                    let instruction = stacks.instruction(of: top) {

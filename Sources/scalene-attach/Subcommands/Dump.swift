@@ -1,6 +1,7 @@
 import ArgumentParser
 import CPythonLayouts
 import Foundation
+import NativeStacks
 import PythonInspector
 
 struct DumpCommand: ParsableCommand {
@@ -15,6 +16,12 @@ struct DumpCommand: ParsableCommand {
 
         Reading a running process can catch a stack mid-change; --blocking stops the process for \
         the read (typically well under a millisecond) and always resumes it.
+
+        --native adds each thread's native frames (compiled code, symbolised from the ELF files the \
+        process has mapped, C++ names demangled), merged with its Python frames: every interpreter \
+        evaluation frame is replaced by the Python frames it runs. It implies --blocking: the \
+        registers and the top of each thread's stack are copied while the process is stopped, and \
+        the unwind happens after it is resumed.
         """
     )
 
@@ -27,19 +34,37 @@ struct DumpCommand: ParsableCommand {
     @Flag(name: .long, help: "Stop the process while reading it (always resumed afterwards).")
     var blocking = false
 
+    @Flag(name: .long, help: "Show native frames merged with the Python frames (implies --blocking).")
+    var native = false
+
     func run() throws {
         let snapshot: ProcessSnapshot
         let target: PythonTarget
+        var copies = [StoppedThreadCopy]()
+        var unwinder: NativeUnwinder?
         do {
             target = try PythonTarget(pid: pid)
-            snapshot = try StackDumper(target: target).snapshot(blocking: blocking)
+            if native {
+                // Loaded before the stop: it maps every object the process has loaded.
+                do { unwinder = try NativeUnwinder(process: target.process, interpreterPaths: target.interpreterPaths) }
+                catch { fail(Failure("cannot unwind native stacks: \(error)", .internalError)) }
+            }
+            snapshot = try StackDumper(target: target).snapshot(blocking: blocking || native) { tids in
+                guard native else { return }
+                copies = tids.compactMap { StoppedThreadCopy(pid: target.pid, tid: $0) }
+            }
         } catch {
             fail(Failure(error))
         }
+        var nativeStacks = [Int32: NativeStack]()
+        if let unwinder {
+            for copy in copies { nativeStacks[copy.tid] = copy.unwind(with: unwinder) }
+        }
         if json {
-            print(DumpFormatter.json(snapshot))
+            print(DumpFormatter.json(snapshot, native: native ? nativeStacks : nil))
         } else {
-            print(DumpFormatter.text(snapshot, executable: target.binary.path), terminator: "")
+            print(DumpFormatter.text(snapshot, executable: target.binary.path, native: native ? nativeStacks : nil),
+                  terminator: "")
         }
     }
 }
@@ -68,7 +93,25 @@ enum DumpFormatter {
         }
     }
 
-    static func text(_ snapshot: ProcessSnapshot, executable: String) -> String {
+    /// The thread's frames innermost first as (text, kind), native frames merged in when given.
+    static func frames(of thread: ThreadSnapshot, native: [Int32: NativeStack]?) -> [(text: String, kind: String, frame: [String: Any])] {
+        func python(_ frame: FrameDescription) -> (text: String, kind: String, frame: [String: Any]) {
+            ("\(frame.qualname) (\(frame.file):\(frame.line))", "python",
+             ["kind": "python", "function": frame.function, "qualname": frame.qualname, "file": frame.file, "line": frame.line])
+        }
+        guard let native, let tid = thread.tid, let stack = native[tid] else { return thread.frames.map(python) }
+        return StackMerger.merge(native: stack.frames, pythonEntries: thread.entries).map { merged in
+            switch merged {
+            case .python(let index): return python(thread.frames[index])
+            case .native(let frame):
+                return (frame.function.description, "native",
+                        ["kind": "native", "function": frame.function.name, "object": frame.function.object,
+                         "address": "0x" + String(frame.address, radix: 16)])
+            }
+        }
+    }
+
+    static func text(_ snapshot: ProcessSnapshot, executable: String, native: [Int32: NativeStack]? = nil) -> String {
         var out = "Process \(snapshot.pid): Python \(snapshot.version) (\(executable)), \(snapshot.threads.count) thread(s)\n"
         for thread in snapshot.threads {
             var header = "\nThread \(thread.tid.map(String.init) ?? "?")"
@@ -81,9 +124,10 @@ enum DumpFormatter {
                 header += "  at \(name) [\(kind)]"
             }
             out += header + "\n"
-            if thread.frames.isEmpty { out += "    (no Python frames)\n" }
-            for frame in thread.frames {
-                out += "    \(frame.qualname) (\(frame.file):\(frame.line))\n"
+            let frames = Self.frames(of: thread, native: native)
+            if frames.isEmpty { out += "    (no Python frames)\n" }
+            for frame in frames {
+                out += (frame.kind == "native" ? "  ~ " : "    ") + frame.text + "\n"
             }
             if thread.truncated { out += "    ... (stack truncated)\n" }
             if thread.incomplete { out += "    ... (stack changed while being read; may be incomplete)\n" }
@@ -91,7 +135,7 @@ enum DumpFormatter {
         return out
     }
 
-    static func json(_ snapshot: ProcessSnapshot) -> String {
+    static func json(_ snapshot: ProcessSnapshot, native: [Int32: NativeStack]? = nil) -> String {
         let threads: [[String: Any]] = snapshot.threads.map { thread in
             [
                 "tid": thread.tid.map { Int($0) } as Any? ?? NSNull(),
@@ -102,9 +146,7 @@ enum DumpFormatter {
                 "opcode_class": className(thread.instructionClass) as Any? ?? NSNull(),
                 "truncated": thread.truncated,
                 "incomplete": thread.incomplete,
-                "frames": thread.frames.map { frame in
-                    ["function": frame.function, "qualname": frame.qualname, "file": frame.file, "line": frame.line] as [String: Any]
-                },
+                "frames": frames(of: thread, native: native).map(\.frame),
             ]
         }
         let object: [String: Any] = ["pid": Int(snapshot.pid), "python_version": snapshot.version.description,
