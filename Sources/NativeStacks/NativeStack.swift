@@ -10,6 +10,9 @@ public struct NativeFunction: Hashable, Sendable, Comparable {
         self.name = name
     }
 
+    /// Whether the object had a symbol there (else the name is `object+0x…`).
+    public var isSymbolised: Bool { !name.hasPrefix(object + "+0x") && object != "?" }
+
     /// `deflate (libz.so.1)`.
     public var description: String { "\(name) (\(object))" }
 

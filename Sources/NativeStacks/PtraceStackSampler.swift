@@ -34,8 +34,14 @@ public final class PtraceStackSampler: NativeStackSource {
         stopper.release(pid)
     }
 
+    /// Stops only the threads that are on a CPU now (a blocked thread's registers say where it
+    /// waits, not where CPU time went).
     public func collect(now: UInt64, running: [Int32]) -> [NativeStack] {
-        running.compactMap { sample($0, now: now) }
+        running.compactMap { tid in
+            guard let bytes = try? ProcFiles.read("/proc/\(pid)/task/\(tid)/stat"),
+                  ThreadStat(parsing: bytes)?.state == "R" else { return nil }
+            return sample(tid, now: now)
+        }
     }
 
     /// One thread's stack, taken while it is stopped. Nil if it could not be stopped (it exited, or

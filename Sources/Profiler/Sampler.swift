@@ -1,5 +1,6 @@
 import CPythonLayouts
 import CScaleneSys
+import NativeStacks
 import PythonInspector
 import RemoteProcess
 #if canImport(Glibc)
@@ -38,7 +39,7 @@ public final class Sampler {
     public var options: SamplerOptions
     private let observer: InterpreterObserver<RemoteMemory>
     private let names: ThreadNameReader<RemoteMemory>
-    private let table: LocationTable
+    let table: LocationTable
     private var tracks: [Int32: ThreadTrack] = [:]
     private var finished: [ThreadProfile] = []
     private var statistics = SamplerStatistics()
@@ -50,6 +51,11 @@ public final class Sampler {
     public let startEpoch: Double
     private var lastTick: UInt64
     private var samplerCPUStart: Double
+    /// Native stack samples (`--native`): where the CPU was, and the native frames under each line.
+    private let native: NativeStackSource?
+    var nativeSummary: NativeSummary?
+    /// The GIL's memory: a thread blocked in a futex there waits for the GIL (found once).
+    private var gilState: Range<UInt64>??
 
     /// Per-thread state between ticks.
     final class ThreadTrack {
@@ -66,6 +72,11 @@ public final class Sampler {
         var cpuDebt: Double = 0
         var last: Endpoint
         var lastStack: Int?
+        /// The Python frames of the last observation (merged with native samples that land there).
+        var lastFrames: [ResolvedFrame] = []
+        /// What native samples last said about this thread's user time at each place (location
+        /// index, -1 outside profiled files): carried to intervals no sample tells about.
+        var nativeFractionAt: [Int: Double] = [:]
         var lastSeenTick: Int
         var pthreadID: UInt64
         /// Per-location accumulation (indices into the location table), folded into `profile` on demand.
@@ -86,9 +97,17 @@ public final class Sampler {
         }
     }
 
-    public init(target: PythonTarget, options: SamplerOptions) {
+    /// - Parameter native: a native stack sampler (`--native`); without one, user time is split by
+    ///   the opcode/GIL rule alone.
+    public init(target: PythonTarget, options: SamplerOptions, native: NativeStackSource? = nil,
+                nativeFallbackReason: String? = nil) {
         self.target = target
         self.options = options
+        self.native = native
+        if let native {
+            nativeSummary = NativeSummary(method: native.method, statistics: native.statistics)
+            nativeSummary?.fallbackReason = nativeFallbackReason
+        }
         observer = InterpreterObserver(memory: target.memory, layout: target.layout, opcodes: target.opcodes,
                                        runtimeAddress: target.runtimeAddress, codeType: target.codeTypeAddress,
                                        maximumDepth: 512)
@@ -176,11 +195,18 @@ public final class Sampler {
                 if let fresh = names.names(interpreter: interpreter) { threadNames = fresh }
             }
         }
+        if gilState == nil {
+            gilState = .some((try? observer.mainInterpreter()).flatMap { observer.threads.gilState(interpreter: $0) })
+        }
         if now - lastRevalidation > 1_000_000_000 {
             lastRevalidation = now
             observer.stacks.revalidateCache()
         }
         let sinceStart = Double(now - startMonotonic) / 1e9
+        var nativeStacks = [Int32: [NativeStack]]()
+        if let native {
+            for stack in native.collect(now: now, running: Array(tracks.keys)) { nativeStacks[stack.tid, default: []].append(stack) }
+        }
         for observation in observations {
             guard let tid = observation.tid, !options.excludedThreads.contains(tid) else { continue }
             if observation.walk.incomplete { statistics.incompleteStacks += 1 }
@@ -189,18 +215,22 @@ public final class Sampler {
             if let track = tracks[tid], track.pthreadID == observation.pthreadID {
                 guard let reading = track.clock.read() else { continue }
                 let endpoint = Endpoint(location: location, running: reading.isRunning,
-                                        native: Self.isNative(observation, running: reading.isRunning))
+                                        native: Self.isNative(observation, running: reading.isRunning),
+                                        waitingForGIL: waitsForGIL(track.clock, running: reading.isRunning))
                 attribute(track, reading: reading, endpoint: endpoint, stack: stack, now: now, sinceStart: sinceStart,
-                          observation: observation)
+                          observation: observation, nativeStacks: nativeStacks[tid] ?? [])
                 if let name = threadNames[observation.pthreadID] { track.profile.name = name }
             } else {
                 if let old = tracks[tid] { retire(old) }
                 guard let clock = ThreadClock(pid: target.pid, tid: tid), let reading = clock.read() else { continue }
                 let endpoint = Endpoint(location: location, running: reading.isRunning,
-                                        native: Self.isNative(observation, running: reading.isRunning))
-                tracks[tid] = ThreadTrack(clock: clock, profile: ThreadProfile(tid: tid, name: threadNames[observation.pthreadID]),
-                                          time: now, reading: reading, endpoint: endpoint, stack: stack,
-                                          tick: statistics.ticks, pthreadID: observation.pthreadID)
+                                        native: Self.isNative(observation, running: reading.isRunning),
+                                        waitingForGIL: waitsForGIL(clock, running: reading.isRunning))
+                let track = ThreadTrack(clock: clock, profile: ThreadProfile(tid: tid, name: threadNames[observation.pthreadID]),
+                                        time: now, reading: reading, endpoint: endpoint, stack: stack,
+                                        tick: statistics.ticks, pthreadID: observation.pthreadID)
+                track.lastFrames = observation.frames
+                tracks[tid] = track
             }
         }
         // Threads gone from the interpreter for a few ticks have ended.
@@ -211,6 +241,13 @@ public final class Sampler {
         return true
     }
 
+    /// Whether a thread that is not running is blocked on the GIL's mutex or condition variable.
+    func waitsForGIL(_ clock: ThreadClock, running: Bool) -> Bool {
+        guard !running else { return false }
+        guard let range = gilState ?? nil, let futex = clock.blockedFutex() else { return false }
+        return range.contains(futex)
+    }
+
     /// User time at this observation counts as native when the innermost frame is inside a call,
     /// or when the thread runs without holding the GIL.
     static func isNative(_ observation: ThreadObservation, running: Bool) -> Bool {
@@ -219,7 +256,7 @@ public final class Sampler {
     }
 
     private func attribute(_ track: ThreadTrack, reading: ThreadClock.Reading, endpoint: Endpoint, stack: Int?,
-                           now: UInt64, sinceStart: Double, observation: ThreadObservation) {
+                           now: UInt64, sinceStart: Double, observation: ThreadObservation, nativeStacks: [NativeStack]) {
         let wall = Double(now &- track.lastTime) / 1e9
         let cpuNanoseconds = reading.cpuNanoseconds >= track.lastCPU ? reading.cpuNanoseconds - track.lastCPU : 0
         track.cpuDebt += Double(cpuNanoseconds) / 1e9
@@ -230,7 +267,13 @@ public final class Sampler {
         }
         let kernel = min(track.kernelDebt, cpu)
         track.kernelDebt -= kernel
-        let shares = Attribution.split(earlier: track.last, later: endpoint, wall: wall, cpu: cpu, kernel: kernel)
+        var nativeSplit: NativeSplit?
+        if native != nil {
+            nativeSplit = splitNative(nativeStacks, track: track, later: endpoint, laterFrames: observation.frames, now: now,
+                                      hasUserTime: cpu > kernel)
+        }
+        let shares = Attribution.split(earlier: track.last, later: endpoint, wall: wall, cpu: cpu, kernel: kernel,
+                                       native: nativeSplit?.fractions)
         for share in shares {
             let time = share.fromEarlier ? sinceStart - wall : sinceStart
             if let location = share.location {
@@ -239,11 +282,24 @@ public final class Sampler {
             } else {
                 track.profile.outside += share.split
             }
-            if let stackIndex = share.fromEarlier ? track.lastStack : stack {
-                track.stackTime[stackIndex, default: StackTime()].time += share.split
+            // With native samples in this share, its time is spread over their merged stacks.
+            let merged = (share.fromEarlier ? nativeSplit?.earlierStacks : nativeSplit?.laterStacks) ?? []
+            let weighted: [(Int, TimeSplit)]
+            if !merged.isEmpty {
+                var part = share.split
+                let scale = 1 / Double(merged.count)
+                part.python *= scale; part.native *= scale; part.system *= scale; part.gilWait *= scale
+                weighted = merged.map { ($0, part) }
+            } else if let stackIndex = share.fromEarlier ? track.lastStack : stack {
+                weighted = [(stackIndex, share.split)]
+            } else {
+                weighted = []
+            }
+            for (stackIndex, part) in weighted {
+                track.stackTime[stackIndex, default: StackTime()].time += part
                 track.stackTime[stackIndex, default: StackTime()].samples += 1
                 if options.recordTimeline && track.profile.timeline.count < 2_000_000 {
-                    track.profile.timeline.append((stackIndex, share.split.total))
+                    track.profile.timeline.append((stackIndex, part.total))
                 }
             }
         }
@@ -257,6 +313,7 @@ public final class Sampler {
         track.lastSystemTicks = reading.systemTicks
         track.last = endpoint
         track.lastStack = stack
+        track.lastFrames = observation.frames
         track.lastSeenTick = statistics.ticks
     }
 
@@ -291,11 +348,18 @@ public final class Sampler {
         if let relative = program, relative.hasSuffix(".py"), !relative.hasPrefix("/"), let cwd = table.workingDirectory {
             program = cwd + "/" + relative
         }
-        return Profile(pid: target.pid, pythonVersion: target.version, arguments: arguments,
-                       program: program, startEpoch: startEpoch,
-                       startMonotonic: Double(startMonotonic) / 1e9, elapsed: Double(max(now, lastTick) - startMonotonic) / 1e9,
-                       threads: threads, filter: options.filter, includeIdle: options.includeIdle, statistics: stats,
-                       end: end)
+        var profile = Profile(pid: target.pid, pythonVersion: target.version, arguments: arguments,
+                              program: program, startEpoch: startEpoch,
+                              startMonotonic: Double(startMonotonic) / 1e9, elapsed: Double(max(now, lastTick) - startMonotonic) / 1e9,
+                              threads: threads, filter: options.filter, includeIdle: options.includeIdle, statistics: stats,
+                              end: end)
+        if let native, var summary = nativeSummary {
+            summary.statistics = native.statistics
+            profile.native = summary
+            profile.classification = .instructionPointer(native.method)
+        }
+        profile.gilWaitMeasured = (gilState ?? nil) != nil
+        return profile
     }
 
     /// The script in a Python command line: the first argument after the interpreter that is not an option.

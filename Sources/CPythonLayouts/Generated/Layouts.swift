@@ -53,6 +53,13 @@ extension LayoutTables {
             ),
             objects: objects3_8_18,
             allocator: AllocatorConstants(poolSize: 4096, arenaSize: 262144, smallRequestThreshold: 512, alignment: 16),
+            gil: GILOffsets(
+                runtimeOffset: 1152,
+                size: 208,
+                locked: 16,
+                mutex: 80,
+                cond: 32
+            ),
             frameOwnerCStack: nil,
             debugOffsetsSize: nil,
             interpretersMainFromHead: nil
@@ -106,6 +113,13 @@ extension LayoutTables {
             ),
             objects: objects3_9_18,
             allocator: AllocatorConstants(poolSize: 4096, arenaSize: 262144, smallRequestThreshold: 512, alignment: 16),
+            gil: GILOffsets(
+                runtimeOffset: 352,
+                size: 208,
+                locked: 16,
+                mutex: 80,
+                cond: 32
+            ),
             frameOwnerCStack: nil,
             debugOffsetsSize: nil,
             interpretersMainFromHead: nil
@@ -159,6 +173,13 @@ extension LayoutTables {
             ),
             objects: objects3_10_13,
             allocator: AllocatorConstants(poolSize: 16384, arenaSize: 1048576, smallRequestThreshold: 512, alignment: 16),
+            gil: GILOffsets(
+                runtimeOffset: 352,
+                size: 208,
+                locked: 16,
+                mutex: 80,
+                cond: 32
+            ),
             frameOwnerCStack: nil,
             debugOffsetsSize: nil,
             interpretersMainFromHead: nil
@@ -212,6 +233,13 @@ extension LayoutTables {
             ),
             objects: objects3_11_2,
             allocator: AllocatorConstants(poolSize: 16384, arenaSize: 1048576, smallRequestThreshold: 512, alignment: 16),
+            gil: GILOffsets(
+                runtimeOffset: 360,
+                size: 208,
+                locked: 16,
+                mutex: 80,
+                cond: 32
+            ),
             frameOwnerCStack: nil,
             debugOffsetsSize: nil,
             interpretersMainFromHead: nil
@@ -265,6 +293,13 @@ extension LayoutTables {
             ),
             objects: objects3_11_7,
             allocator: AllocatorConstants(poolSize: 16384, arenaSize: 1048576, smallRequestThreshold: 512, alignment: 16),
+            gil: GILOffsets(
+                runtimeOffset: 360,
+                size: 208,
+                locked: 16,
+                mutex: 80,
+                cond: 32
+            ),
             frameOwnerCStack: nil,
             debugOffsetsSize: nil,
             interpretersMainFromHead: nil
@@ -318,6 +353,13 @@ extension LayoutTables {
             ),
             objects: objects3_12_1,
             allocator: AllocatorConstants(poolSize: 16384, arenaSize: 1048576, smallRequestThreshold: 512, alignment: 16),
+            gil: GILOffsets(
+                runtimeOffset: nil,
+                size: 208,
+                locked: 16,
+                mutex: 80,
+                cond: 32
+            ),
             frameOwnerCStack: 3,
             debugOffsetsSize: nil,
             interpretersMainFromHead: nil
@@ -328,6 +370,13 @@ extension LayoutTables {
             layout: nil,
             objects: objects3_13_0,
             allocator: AllocatorConstants(poolSize: 16384, arenaSize: 1048576, smallRequestThreshold: 512, alignment: 16),
+            gil: GILOffsets(
+                runtimeOffset: nil,
+                size: 208,
+                locked: 16,
+                mutex: 80,
+                cond: 32
+            ),
             frameOwnerCStack: 3,
             debugOffsetsSize: 584,
             interpretersMainFromHead: 8
