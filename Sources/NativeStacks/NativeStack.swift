@@ -37,6 +37,13 @@ public struct NativeFrame: Sendable, Equatable {
     public var isEvaluation: Bool
     /// The frame's instruction pointer (a return address for every frame but the innermost).
     public var address: UInt64
+
+    public init(function: NativeFunction, role: ObjectRole, isEvaluation: Bool, address: UInt64) {
+        self.function = function
+        self.role = role
+        self.isEvaluation = isEvaluation
+        self.address = address
+    }
 }
 
 /// Where a sampled CPU instruction was, by the rule of the README: inside the interpreter's own
