@@ -22,7 +22,8 @@ let package = Package(
         // a position-dependent executable (-no-pie), as Debian's own python3 is.
         .target(
             name: "CNativeStacks",
-            linkerSettings: [.unsafeFlags(["-Xclang-linker", "-no-pie",
+            linkerSettings: [.linkedLibrary("stdc++"), // __cxa_demangle
+                             .unsafeFlags(["-Xclang-linker", "-no-pie",
                                            "-Xlinker", "-l:libunwind-x86_64.a", "-Xlinker", "-l:libunwind.a",
                                            "-Xlinker", "-l:liblzma.a"])]
         ),

@@ -15,7 +15,7 @@ public struct FunctionSymbolIndex: Sendable {
     public var count: Int { starts.count }
 
     /// Reads the function symbols of the file at `path`. Symbols of size 0 extend to the next one
-    /// (at most 64 KiB), as hand-written assembly often has no size.
+    /// (at most 64 KiB, never past their section), as hand-written assembly often has no size.
     public init(path: String, limit: Int = 1 << 20) throws(ELFError) {
         elf_version(UInt32(EV_CURRENT))
         let fd = open(path, O_RDONLY | O_CLOEXEC)
@@ -24,7 +24,8 @@ public struct FunctionSymbolIndex: Sendable {
         guard let elf = elf_begin(fd, ELF_C_READ_MMAP, nil) else { throw .notELF(path: path) }
         defer { elf_end(elf) }
         guard elf_kind(elf) == ELF_K_ELF else { throw .notELF(path: path) }
-        var entries = [(start: UInt64, size: UInt64, name: String)]()
+        var entries = [(start: UInt64, size: UInt64, name: String, sectionEnd: UInt64)]()
+        var sectionEnds = [UInt16: UInt64]()
         var seen = Set<UInt64>()
         var section = elf_nextscn(elf, nil)
         var tables = [(OpaquePointer, GElf_Shdr)]()
@@ -48,7 +49,16 @@ public struct FunctionSymbolIndex: Sendable {
                       symbol.st_value != 0, symbol.st_name != 0,
                       seen.insert(symbol.st_value).inserted,
                       let name = elf_strptr(elf, Int(shdr.sh_link), Int(symbol.st_name)) else { continue }
-                entries.append((symbol.st_value, symbol.st_size, String(cString: name)))
+                if sectionEnds[symbol.st_shndx] == nil {
+                    var header = GElf_Shdr()
+                    if let scn = elf_getscn(elf, Int(symbol.st_shndx)), gelf_getshdr(scn, &header) != nil {
+                        let (end, overflow) = header.sh_addr.addingReportingOverflow(header.sh_size)
+                        sectionEnds[symbol.st_shndx] = overflow ? UInt64.max : end
+                    } else {
+                        sectionEnds[symbol.st_shndx] = 0
+                    }
+                }
+                entries.append((symbol.st_value, symbol.st_size, String(cString: name), sectionEnds[symbol.st_shndx] ?? 0))
                 if entries.count >= limit { break outer }
             }
         }
@@ -63,7 +73,7 @@ public struct FunctionSymbolIndex: Sendable {
             if entry.size > 0 {
                 end = entry.start &+ entry.size < entry.start ? UInt64.max : entry.start &+ entry.size
             } else {
-                end = min(next, entry.start &+ 65536 < entry.start ? UInt64.max : entry.start &+ 65536)
+                end = min(next, entry.sectionEnd, entry.start &+ 65536 < entry.start ? UInt64.max : entry.start &+ 65536)
             }
             starts.append(entry.start)
             ends.append(end)

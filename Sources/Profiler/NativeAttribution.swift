@@ -16,8 +16,10 @@ extension Sampler {
     /// Places each sample at the observation its CPU time lands at (by its time, at the middle of the
     /// interval, when the CPU is split between two places), and gives each end the fraction of its
     /// samples whose instruction pointer was outside the interpreter. A thread sampled by CPU time
-    /// gets about one sample per tick of CPU, so an end may have none: then the fraction last seen at
-    /// that same line on this thread is carried, and otherwise the opcode/GIL rule decides (nil). Also tallies the
+    /// gets about one sample per tick of CPU, so an end may have none: then the fraction measured at
+    /// that same line on this thread (a moving average over its intervals) is carried, and otherwise the opcode/GIL rule decides (nil).
+    /// Where the line changed within the interval, the carried fraction is preferred to the few
+    /// samples that fell on each side by their time. Also tallies the
     /// native function of each native sample on its line and interns the merged stacks.
     func splitNative(_ stacks: [NativeStack], track: ThreadTrack, later: Endpoint, laterFrames: [ResolvedFrame],
                      now: UInt64, hasUserTime: Bool) -> NativeSplit {
@@ -49,10 +51,16 @@ extension Sampler {
             guard side == 0 ? weight > 0 : weight < 1 else { continue }
             let sampled = counts[side].python + counts[side].native
             let place = endpoint.location ?? -1
-            if sampled > 0 {
+            // In an interval where the place changed, which side a sample falls on is a guess by
+            // its time: a fraction measured at this place in a whole interval is the better figure.
+            let transition = weight != 0 && weight != 1
+            if sampled > 0 && !(transition && track.nativeFractionAt[place] != nil) {
                 let fraction = Double(counts[side].native) / Double(sampled)
                 fractions[side] = fraction
-                track.nativeFractionAt[place] = fraction
+                // A moving average: an interval often has a single sample (0 or 1).
+                if !transition {
+                    track.nativeFractionAt[place] = track.nativeFractionAt[place].map { $0 + (fraction - $0) / 4 } ?? fraction
+                }
                 if hasUserTime { recordNativeInterval(\.sampledIntervals) }
             } else if let carried = track.nativeFractionAt[place] {
                 fractions[side] = carried

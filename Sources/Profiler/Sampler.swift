@@ -74,8 +74,8 @@ public final class Sampler {
         var lastStack: Int?
         /// The Python frames of the last observation (merged with native samples that land there).
         var lastFrames: [ResolvedFrame] = []
-        /// What native samples last said about this thread's user time at each place (location
-        /// index, -1 outside profiled files): carried to intervals no sample tells about.
+        /// What native samples said about this thread's user time at each place (location index,
+        /// -1 outside profiled files; a moving average): carried to intervals no sample tells about.
         var nativeFractionAt: [Int: Double] = [:]
         var lastSeenTick: Int
         var pthreadID: UInt64
@@ -216,7 +216,7 @@ public final class Sampler {
                 guard let reading = track.clock.read() else { continue }
                 let endpoint = Endpoint(location: location, running: reading.isRunning,
                                         native: Self.isNative(observation, running: reading.isRunning),
-                                        waitingForGIL: waitsForGIL(track.clock, running: reading.isRunning, observation: observation))
+                                        waitingForGIL: waitsForGIL(track.clock, running: reading.isRunning))
                 attribute(track, reading: reading, endpoint: endpoint, stack: stack, now: now, sinceStart: sinceStart,
                           observation: observation, nativeStacks: nativeStacks[tid] ?? [])
                 if let name = threadNames[observation.pthreadID] { track.profile.name = name }
@@ -225,7 +225,7 @@ public final class Sampler {
                 guard let clock = ThreadClock(pid: target.pid, tid: tid), let reading = clock.read() else { continue }
                 let endpoint = Endpoint(location: location, running: reading.isRunning,
                                         native: Self.isNative(observation, running: reading.isRunning),
-                                        waitingForGIL: waitsForGIL(clock, running: reading.isRunning, observation: observation))
+                                        waitingForGIL: waitsForGIL(clock, running: reading.isRunning))
                 let track = ThreadTrack(clock: clock, profile: ThreadProfile(tid: tid, name: threadNames[observation.pthreadID]),
                                         time: now, reading: reading, endpoint: endpoint, stack: stack,
                                         tick: statistics.ticks, pthreadID: observation.pthreadID)
@@ -241,15 +241,11 @@ public final class Sampler {
         return true
     }
 
-    /// Whether a thread waits for the GIL: blocked in a futex on the GIL's own mutex or condition
-    /// variable; or runnable, at a Python (non-call) instruction, and not holding the GIL, which
-    /// bytecode cannot run without (it has just been woken to take the GIL, or is waiting for a CPU
-    /// in order to).
-    func waitsForGIL(_ clock: ThreadClock, running: Bool, observation: ThreadObservation) -> Bool {
-        if running {
-            return (gilState ?? nil) != nil && !observation.holdsGIL && observation.instructionClass == .python
-        }
-        guard let range = gilState ?? nil, let futex = clock.blockedFutex() else { return false }
+    /// Whether a thread that is not running is blocked in a futex on the GIL's own mutex or
+    /// condition variable. (A runnable thread without the GIL may be about to take it, or running
+    /// native code that released it, numpy under BINARY_OP for one: it is not counted.)
+    func waitsForGIL(_ clock: ThreadClock, running: Bool) -> Bool {
+        guard !running, let range = gilState ?? nil, let futex = clock.blockedFutex() else { return false }
         return range.contains(futex)
     }
 

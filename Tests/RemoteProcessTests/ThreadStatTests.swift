@@ -139,7 +139,7 @@ struct BlockedFutexTests {
         pthread_create(&thread, nil, { raw in
             let box = Unmanaged<Box>.fromOpaque(raw!).takeRetainedValue()
             pthread_mutex_lock(&box.mutex)
-            box.tid = Int32(syscall(Int(SYS_gettid)))
+            box.tid = scalene_gettid()
             while !box.done { pthread_cond_wait(&box.cond, &box.mutex) }
             pthread_mutex_unlock(&box.mutex)
             return nil
