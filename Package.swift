@@ -46,6 +46,7 @@ let package = Package(
 
         .testTarget(name: "RemoteProcessTests", dependencies: ["RemoteProcess", "CScaleneSys"]),
         .testTarget(name: "ELFSymbolsTests", dependencies: ["ELFSymbols"]),
+        .testTarget(name: "ProfilerTests", dependencies: ["Profiler"]),
         .testTarget(name: "NativeStacksTests", dependencies: ["NativeStacks", "RemoteProcess", "CScaleneSys"]),
         .testTarget(name: "CPythonLayoutsTests", dependencies: ["CPythonLayouts"]),
         .testTarget(name: "PythonInspectorTests", dependencies: ["PythonInspector", "RemoteProcess", "CPythonLayouts"]),

@@ -54,6 +54,9 @@ final class LoadedObjects {
     /// Executable ranges, sorted by start, with the index of their object.
     private var code: [(start: UInt64, end: UInt64, object: Int)] = []
     private(set) var generation = 0
+    /// The text of /proc/PID/maps at the last reload: nothing to do while it is unchanged (code in
+    /// anonymous memory, a JIT's or libffi's, is in no object however often it is sampled).
+    private var lastMaps: [UInt8] = []
 
     init(process: TargetProcess, interpreterPaths: Set<String>) {
         self.process = process
@@ -66,9 +69,13 @@ final class LoadedObjects {
             .contains { name.hasPrefix($0) }
     }
 
-    /// Rereads /proc/PID/maps and registers every object with `unwinder`.
-    func reload(into unwinder: OpaquePointer) {
-        guard let map = try? MemoryMap.read(pid: process.pid) else { return }
+    /// Rereads /proc/PID/maps and, if it changed, registers every object with `unwinder` again.
+    /// Returns whether it changed.
+    @discardableResult
+    func reload(into unwinder: OpaquePointer) -> Bool {
+        guard let text = try? ProcFiles.read("/proc/\(process.pid)/maps"), text != lastMaps else { return false }
+        lastMaps = text
+        let map = MemoryMap(parsing: text)
         scalene_unwinder_reset(unwinder)
         var kept = [String: Object]()
         for object in objects { kept[object.path] = object }
@@ -94,6 +101,7 @@ final class LoadedObjects {
         objects = fresh
         code = ranges.sorted { $0.start < $1.start }
         generation += 1
+        return true
     }
 
     private func open(_ path: String, mappings: [MemoryMapping]) -> Object? {

@@ -36,8 +36,7 @@ public final class NativeUnwinder {
     func reloadIfStale(now: UInt64) {
         guard now &- lastReload > 200_000_000 else { return }
         lastReload = now
-        objects.reload(into: unwinder)
-        cache.removeAll(keepingCapacity: true)
+        if objects.reload(into: unwinder) { cache.removeAll(keepingCapacity: true) }
     }
 
     /// The instruction pointers of a stack, innermost first.

@@ -226,10 +226,14 @@ public struct ScaleneJSONReport {
         ]
     }
 
-    /// Scalene's "stacks": frames as "file function:line;", outermost first, with time shares.
+    /// Scalene's "stacks": frames as "file function:line;", outermost first, with time shares. Python
+    /// frames only (merged native stacks that differ only below Python are summed here; they are
+    /// kept apart in `combined_stacks`).
     func stacks(total: Double) -> [[Any]] {
-        profile.stacks.sorted { $0.value.time.total > $1.value.time.total }.prefix(2000).map { stack, value in
-            let frames = stack.filter { !$0.isNative }.map { "\($0.file) \($0.function):\($0.line);" }
+        var pythonOnly = [[StackFrame]: StackTime]()
+        for (stack, value) in profile.stacks { pythonOnly[stack.filter { !$0.isNative }, default: StackTime()] += value }
+        return pythonOnly.sorted { $0.value.time.total > $1.value.time.total }.prefix(2000).map { stack, value in
+            let frames = stack.map { "\($0.file) \($0.function):\($0.line);" }
             let stats: [String: Any] = [
                 "count": value.samples,
                 "python_time": total > 0 ? value.time.python / total : 0,

@@ -54,13 +54,12 @@ func profileNativeFixture(_ python: Interpreter, _ name: String, threads: Int = 
     return (statements, raw, result.stdout)
 }
 
-/// --native: CPU classified by where the sampled instruction pointer is, native frames under each
-/// line, GIL wait, and the target never left stopped. Serialized: profiles compete for two cores.
-@Suite("Native stacks and GIL wait", .serialized)
-struct NativeTests {
-    static let bound = 10.0
+/// --native: CPU classified by where the sampled instruction pointer is, and GIL wait, against
+/// fixtures that measure their own truth. In the CPU accuracy suite, so that these profiles never
+/// compete with the other accuracy tests for the two cores.
+extension CPUAccuracyTests {
 
-    static func describe(_ statements: [String: NativeStatement]) -> String {
+    static func describeNative(_ statements: [String: NativeStatement]) -> String {
         statements.sorted { $0.key < $1.key }.map { name, s in
             String(format: "%@: native fraction %@, Python %.1f native %.1f (truth CPU %.1f), GIL wait %.1f (truth %.1f)",
                    name, s.native_fraction.map { String(format: "%.3f", $0) } ?? "-", s.python, s.native, s.truth_cpu,
@@ -72,7 +71,7 @@ struct NativeTests {
     func classification(python: Interpreter) throws {
         let profile = try #require(try profileNativeFixture(python, "classify.py", options: ["--native"]))
         let s = profile.statements
-        print("\(python) classify.py --native: \(Self.describe(s))")
+        print("\(python) classify.py --native: \(Self.describeNative(s))")
         #expect((profile.raw["_classification"] as? String)?.hasPrefix("instruction-pointer (perf)") == true,
                 "\(profile.raw["_classification"] ?? "none")")
         for (name, native) in [("getter", true), ("operator", true), ("python-call", false), ("zlib", true)] {
@@ -98,7 +97,7 @@ struct NativeTests {
         let profile = try #require(try profileNativeFixture(python, "classify.py", options: ["--native", "--native-method", "ptrace"]))
         let s = profile.statements
         let native = try #require(profile.raw["_native"] as? [String: Any])
-        print("\(python) classify.py --native-method ptrace: \(Self.describe(s)); stopped \(native["stopped_seconds"] ?? 0) s over \(native["samples"] ?? 0) samples")
+        print("\(python) classify.py --native-method ptrace: \(Self.describeNative(s)); stopped \(native["stopped_seconds"] ?? 0) s over \(native["samples"] ?? 0) samples")
         #expect(native["method"] as? String == "ptrace")
         #expect((native["samples"] as? Int ?? 0) > 50)
         for (name, isNative) in [("getter", true), ("operator", true), ("python-call", false), ("zlib", true)] {
@@ -120,7 +119,7 @@ struct NativeTests {
             return
         }
         let profile = try #require(try profileNativeFixture(python, "numpy_add.py", options: ["--native"]))
-        print("\(python) numpy_add.py --native: \(Self.describe(profile.statements))")
+        print("\(python) numpy_add.py --native: \(Self.describeNative(profile.statements))")
         let numpy = try #require(profile.statements["numpy"]?.native_fraction)
         let pure = try #require(profile.statements["python"]?.native_fraction)
         #expect(numpy >= 0.95, "numpy line native fraction \(numpy)")
@@ -138,6 +137,11 @@ struct NativeTests {
         #expect(profile.stdout.contains("GIL wait"), "the --threads table has the column")
     }
 
+}
+
+/// --native stacks in dump, and the target never left stopped.
+@Suite("Native stacks: dump and safety", .serialized)
+struct NativeStackTests {
     @Test("dump --native: zlib's functions under the Python frame that called them", arguments: Interpreters.installed)
     func dumpNative(python: Interpreter) throws {
         let fixture = try FixtureProcess(python: python.path, script: Package.fixture("native/compress.py"))
