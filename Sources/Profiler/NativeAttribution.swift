@@ -24,6 +24,12 @@ extension Sampler {
     func splitNative(_ stacks: [NativeStack], track: ThreadTrack, later: Endpoint, laterFrames: [ResolvedFrame],
                      now: UInt64, hasUserTime: Bool) -> NativeSplit {
         let weight = Attribution.cpuWeight(earlier: track.last, later: later, sampled: true)
+        // A tick far later than scheduled (the sampler was not scheduled: a loaded machine) may span
+        // several places the two observations never saw: its samples cannot be placed, and only the
+        // fractions measured at these lines before are used.
+        let period = 1e9 / max(1, options.rate)
+        let stacks = Double(now &- track.lastTime) > 3 * period ? [] : stacks
+        if stacks.isEmpty && Double(now &- track.lastTime) > 3 * period { recordNativeInterval(\.lateIntervals) }
         let middle = track.lastTime / 2 + now / 2
         var counts = [(python: 0, native: 0), (python: 0, native: 0)]
         var result = NativeSplit(fractions: .init(earlier: nil, later: nil))

@@ -146,6 +146,8 @@ public struct NativeSummary: Sendable, Equatable {
     public var sampledIntervals = 0
     public var carriedIntervals = 0
     public var opcodeRuleIntervals = 0
+    /// Intervals much longer than the sampling period, whose samples were not used (see the README).
+    public var lateIntervals = 0
     /// Why the perf sampler could not be used, when the ptrace fallback was.
     public var fallbackReason: String?
 

@@ -98,7 +98,7 @@ public struct ScaleneJSONReport {
                 "mean_depth": stats.samples > 0 ? Double(stats.frames) / Double(stats.samples) : 0,
                 "failed_threads": stats.failedThreads, "stopped_seconds": stats.stoppedSeconds,
                 "sampled_intervals": native.sampledIntervals, "carried_intervals": native.carriedIntervals,
-                "opcode_rule_intervals": native.opcodeRuleIntervals,
+                "opcode_rule_intervals": native.opcodeRuleIntervals, "late_intervals": native.lateIntervals,
                 "fallback_reason": native.fallbackReason as Any? ?? NSNull(),
             ] as [String: Any]
         }
