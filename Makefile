@@ -3,6 +3,7 @@
 #   make demo    build everything, start a demo workload, profile it, print, clean up
 #   make test    build everything and run every test (unit + integration on every installed CPython)
 #   make bench   overhead and accuracy figures (not part of make test)
+#   make fuzz    every fuzz target for FUZZ_SECONDS (default 60) each
 #
 # Missing Debian packages are installed first (apt-get, as root).
 
@@ -19,7 +20,15 @@ AGENT        := build/libscalene_agent.so
 
 SCALENE_VENV := .venv-scalene
 
-.PHONY: all deps build agent test-deps test demo bench layouts clean
+# The fuzzers: libFuzzer with AddressSanitizer, in a build of their own. `make fuzz` runs each
+# target FUZZ_SECONDS; `make test` replays the committed inputs and adds FUZZ_TEST_SECONDS of fresh
+# ones per target (six targets: about a minute).
+FUZZ_FLAGS   ?= -c debug --scratch-path .build-fuzz -Xswiftc -sanitize=fuzzer,address -Xswiftc -DFUZZING
+FUZZ_BIN      = $(shell $(SWIFT) build $(FUZZ_FLAGS) --show-bin-path 2>/dev/null)/scalene-fuzz
+FUZZ_SECONDS ?= 60
+FUZZ_TEST_SECONDS ?= 10
+
+.PHONY: all deps build agent test-deps test demo bench layouts clean fuzz fuzz-build fuzz-seeds
 
 all: build
 
@@ -57,10 +66,23 @@ build/fixtures/libnativealloc.so: fixtures/memory/native_alloc.c
 	$(CC) -shared -fPIC -O2 -fno-builtin -o $@ $<
 
 # Unit tests, and integration tests that run the built tool against real CPython processes.
-test: build test-deps build/fixtures/libnativealloc.so
+test: build test-deps build/fixtures/libnativealloc.so fuzz-build
 	$(SWIFT) build $(TEST_FLAGS) --build-tests
 	SCALENE_ATTACH_BIN="$(BIN_DIR)/scalene-attach" $(SWIFT) test $(TEST_FLAGS) --skip-build
 	$(MAKE) -C agent test
+	sh fixtures/fuzz/run-fuzzers.sh "$(FUZZ_BIN)" $(FUZZ_TEST_SECONDS)
+
+fuzz-build: deps
+	$(SWIFT) build $(FUZZ_FLAGS) --product scalene-fuzz
+
+# Every fuzz target for FUZZ_SECONDS (crashes are kept as regression inputs under fixtures/fuzz).
+fuzz: fuzz-build
+	sh fixtures/fuzz/run-fuzzers.sh "$(FUZZ_BIN)" $(FUZZ_SECONDS)
+
+# Re-records the seed corpus from every installed interpreter (see fixtures/fuzz/make_seeds.py).
+fuzz-seeds: deps
+	$(SWIFT) build $(TEST_FLAGS) --product scalene-fuzz
+	python3 fixtures/fuzz/make_seeds.py --fuzz-bin "$$($(SWIFT) build $(TEST_FLAGS) --show-bin-path)/scalene-fuzz"
 
 demo: build
 	@SCALENE_ATTACH_BIN="$(BIN_DIR)/scalene-attach" sh fixtures/demo/run-demo.sh
@@ -73,5 +95,5 @@ layouts:
 	python3 fixtures/generators/generate_layouts.py
 
 clean:
-	rm -rf .build .build-tests build
+	rm -rf .build .build-tests .build-fuzz build
 	$(MAKE) -C agent clean

@@ -36,6 +36,9 @@ let package = Package(
         .target(name: "Profiler", dependencies: ["RemoteProcess", "PythonInspector", "NativeStacks", "CScaleneSys"]),
         .target(name: "Injector", dependencies: ["RemoteProcess", "ELFSymbols", "PythonInspector", "Profiler", "CAgentProtocol", "CScaleneSys"]),
         .target(name: "Reports", dependencies: ["Profiler", "PythonInspector"]),
+        // The readers that take remote bytes, driven by arbitrary input (libFuzzer and corpus replay).
+        .target(name: "FuzzTargets", dependencies: ["RemoteProcess", "CPythonLayouts", "PythonInspector", "Profiler", "Injector"]),
+        .executableTarget(name: "scalene-fuzz", dependencies: ["FuzzTargets", "PythonInspector", "RemoteProcess", "CPythonLayouts"]),
         .executableTarget(
             name: "scalene-attach",
             dependencies: [
@@ -51,6 +54,7 @@ let package = Package(
         .testTarget(name: "CPythonLayoutsTests", dependencies: ["CPythonLayouts"]),
         .testTarget(name: "PythonInspectorTests", dependencies: ["PythonInspector", "RemoteProcess", "CPythonLayouts"]),
         .testTarget(name: "IntegrationTests", dependencies: ["PythonInspector", "RemoteProcess"]),
+        .testTarget(name: "FuzzCorpusTests", dependencies: ["FuzzTargets", "RemoteProcess"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -317,6 +317,12 @@ public struct DebugOffsets: Sendable, Equatable {
             try Self.require(value, pointerIn: c.size, "code_object." + field)
         }
         try Self.require(c.coCodeAdaptive, byteIn: c.size, "code_object.co_code_adaptive")
+        // Readers copy whole frames, code headers and thread states per sample: sizes far beyond any
+        // real struct would turn each read into megabytes.
+        try Self.require(size: f.size, atMost: 1024, "interpreter_frame.size")
+        try Self.require(size: c.size, atMost: 4096, "code_object.size")
+        try Self.require(size: t.size, atMost: 1 << 16, "thread_state.size")
+        try validateObjectOffsets()
 
         let main = entry.interpretersMainFromHead.map { rs.interpretersHead + $0 }
         return PythonLayout(
@@ -325,13 +331,16 @@ public struct DebugOffsets: Sendable, Equatable {
                 interpretersHead: rs.interpretersHead,
                 interpretersMain: main.flatMap { $0 + 8 <= rs.size ? $0 : nil },
                 gilstateTstateCurrent: nil,
-                size: rs.size),
+                size: rs.size,
+                finalizing: rs.finalizing > 0 && rs.finalizing + 8 <= rs.size ? rs.finalizing : nil),
             interpreter: InterpreterOffsets(
                 next: s.next, id: s.id, threadsHead: s.threadsHead, modules: s.importsModules,
                 cevalGIL: s.cevalGIL, gilLastHolder: gilHolder, gilLocked: gilLocked, size: s.size),
             thread: ThreadOffsets(
                 next: t.next, interp: t.interp, frame: t.currentFrame, cframeCurrentFrame: nil,
-                threadID: t.threadID, nativeThreadID: t.nativeThreadID, size: t.size),
+                threadID: t.threadID, nativeThreadID: t.nativeThreadID, size: t.size,
+                datastackChunk: t.datastackChunk > 0 && t.datastackChunk + 8 <= t.size ? t.datastackChunk : nil,
+                stackChunk: entry.stackChunk),
             frame: FrameOffsets(
                 previous: f.previous, code: f.executable, instruction: f.instrPtr,
                 instructionField: .instructionPointer, isEntry: nil, owner: f.owner,
@@ -359,6 +368,37 @@ public struct DebugOffsets: Sendable, Equatable {
         objects.dict.values = dictObject.maValues
         objects.type.flags = typeObject.tpFlags
         return objects
+    }
+
+    /// The object fields taken from the target (see `objects(overriding:)`) must lie inside their
+    /// (small) object structs.
+    private func validateObjectOffsets() throws(DebugOffsetsError) {
+        let objectLimit = 4096
+        let fields: [(String, Int, Int)] = [
+            ("pyobject.ob_type", pyObject.obType, pyObject.size),
+            ("tuple_object.ob_size", tupleObject.obSize, tupleObject.size),
+            ("bytes_object.ob_size", bytesObject.obSize, bytesObject.size),
+            ("unicode_object.length", unicodeObject.length, unicodeObject.size),
+            ("unicode_object.state", unicodeObject.state, unicodeObject.size),
+            ("long_object.lv_tag", longObject.lvTag, longObject.size),
+            ("dict_object.ma_keys", dictObject.maKeys, dictObject.size),
+            ("dict_object.ma_values", dictObject.maValues, dictObject.size),
+            ("type_object.tp_flags", typeObject.tpFlags, typeObject.size),
+        ]
+        for (field, offset, size) in fields {
+            try Self.require(size: size, atMost: objectLimit, field)
+            try Self.require(offset, pointerIn: size, field)
+        }
+        // Inline data starts at the end of the fixed part: at most the struct size.
+        for (field, offset, size) in [("bytes_object.ob_sval", bytesObject.obSval, bytesObject.size),
+                                      ("long_object.ob_digit", longObject.obDigit, longObject.size),
+                                      ("unicode_object.asciiobject_size", unicodeObject.asciiobjectSize, objectLimit)] {
+            guard offset > 0, offset <= size else { throw .implausibleOffset(field: field, value: UInt64(clamping: offset)) }
+        }
+    }
+
+    private static func require(size: Int, atMost limit: Int, _ field: String) throws(DebugOffsetsError) {
+        guard size > 0, size <= limit else { throw .implausibleOffset(field: field, value: UInt64(clamping: size)) }
     }
 
     /// A pointer-sized field at `offset` must lie inside a structure of `size` bytes.

@@ -36,12 +36,17 @@ public struct RuntimeOffsets: Sendable, Equatable {
     public var gilstateTstateCurrent: Int?
     /// `sizeof(_PyRuntimeState)`: how much a reader may copy in one go.
     public var size: Int
+    /// `_finalizing` (3.9+; `finalizing` in 3.8): the thread state running `Py_Finalize`, NULL until
+    /// the interpreter begins to shut down.
+    public var finalizing: Int?
 
-    public init(interpretersHead: Int, interpretersMain: Int?, gilstateTstateCurrent: Int?, size: Int) {
+    public init(interpretersHead: Int, interpretersMain: Int?, gilstateTstateCurrent: Int?, size: Int,
+                finalizing: Int? = nil) {
         self.interpretersHead = interpretersHead
         self.interpretersMain = interpretersMain
         self.gilstateTstateCurrent = gilstateTstateCurrent
         self.size = size
+        self.finalizing = finalizing
     }
 }
 
@@ -88,9 +93,13 @@ public struct ThreadOffsets: Sendable, Equatable {
     /// `native_thread_id` (3.11+): the kernel thread id.
     public var nativeThreadID: Int?
     public var size: Int
+    /// `datastack_chunk` (3.11+): the chunk of the thread's data stack that holds its newest frames.
+    public var datastackChunk: Int?
+    /// The chunk header (3.11+).
+    public var stackChunk: StackChunkOffsets?
 
     public init(next: Int, interp: Int, frame: Int, cframeCurrentFrame: Int?, threadID: Int, nativeThreadID: Int?,
-                size: Int) {
+                size: Int, datastackChunk: Int? = nil, stackChunk: StackChunkOffsets? = nil) {
         self.next = next
         self.interp = interp
         self.frame = frame
@@ -98,6 +107,26 @@ public struct ThreadOffsets: Sendable, Equatable {
         self.threadID = threadID
         self.nativeThreadID = nativeThreadID
         self.size = size
+        self.datastackChunk = datastackChunk
+        self.stackChunk = stackChunk
+    }
+}
+
+/// `_PyStackChunk` (3.11+): one chunk of a thread's data stack. Frames of ordinary calls are pushed
+/// one after another into the newest chunk, callers below callees, so a reader that copies a chunk
+/// in one read sees all its frames as they were at one moment.
+public struct StackChunkOffsets: Sendable, Equatable {
+    /// `previous`: the older chunk.
+    public var previous: Int
+    /// `size`: bytes in the chunk, header included.
+    public var size: Int
+    /// `data`: where frames start.
+    public var data: Int
+
+    public init(previous: Int, size: Int, data: Int) {
+        self.previous = previous
+        self.size = size
+        self.data = data
     }
 }
 

@@ -18,6 +18,8 @@ public enum LayoutTables {
         public var gil: GILOffsets
         /// `FRAME_OWNED_BY_CSTACK` (3.12+): the owner value of the interpreter's C-stack shim frames.
         public var frameOwnerCStack: Int?
+        /// `_PyStackChunk` (3.11+): `_Py_DebugOffsets` has the thread's chunk pointer, not the header.
+        public var stackChunk: StackChunkOffsets?
         /// `sizeof(_Py_DebugOffsets)` (3.13+) in this interpreter's headers.
         public var debugOffsetsSize: Int?
         /// 3.13+: `offsetof(_PyRuntimeState, interpreters.main) - offsetof(…, interpreters.head)`.
@@ -26,8 +28,8 @@ public enum LayoutTables {
         public var interpretersMainFromHead: Int?
 
         public init(version: PythonVersion, prefix: String, layout: PythonLayout?, objects: ObjectOffsets,
-                    allocator: AllocatorConstants, gil: GILOffsets, frameOwnerCStack: Int?, debugOffsetsSize: Int?,
-                    interpretersMainFromHead: Int?) {
+                    allocator: AllocatorConstants, gil: GILOffsets, frameOwnerCStack: Int?,
+                    stackChunk: StackChunkOffsets?, debugOffsetsSize: Int?, interpretersMainFromHead: Int?) {
             self.version = version
             self.prefix = prefix
             self.layout = layout
@@ -35,6 +37,7 @@ public enum LayoutTables {
             self.allocator = allocator
             self.gil = gil
             self.frameOwnerCStack = frameOwnerCStack
+            self.stackChunk = stackChunk
             self.debugOffsetsSize = debugOffsetsSize
             self.interpretersMainFromHead = interpretersMainFromHead
         }

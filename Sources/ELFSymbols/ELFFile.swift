@@ -111,7 +111,8 @@ public struct ELFFile: Sendable {
             if let wanted, symbols.count == wanted.count { break }
             let shdr = table.header
             guard shdr.sh_entsize > 0, let data = elf_getdata(table.section, nil) else { continue }
-            let count = Int(shdr.sh_size / shdr.sh_entsize)
+            // A malformed file can claim any size: libelf indexes symbols with an Int32.
+            let count = Int(clamping: min(shdr.sh_size / shdr.sh_entsize, UInt64(Int32.max)))
             for index in 0..<count {
                 var symbol = GElf_Sym()
                 guard gelf_getsym(data, Int32(index), &symbol) != nil else { continue }
@@ -162,7 +163,8 @@ public struct ELFFile: Sendable {
 extension ELFFile {
     /// The file bytes of a section (empty for .bss-like sections), read with pread.
     public func contents(of section: ELFSection, limit: Int = 64 << 20) -> [UInt8]? {
-        guard !section.isNoBits, section.size > 0, section.size <= UInt64(limit) else { return nil }
+        guard !section.isNoBits, section.size > 0, section.size <= UInt64(limit),
+              let start = off_t(exactly: section.fileOffset), start <= off_t.max - off_t(limit) else { return nil }
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { return nil }
         defer { close(fd) }
@@ -170,7 +172,7 @@ extension ELFFile {
         var done = 0
         while done < buffer.count {
             let n = buffer.withUnsafeMutableBytes {
-                pread(fd, $0.baseAddress! + done, $0.count - done, off_t(section.fileOffset) + off_t(done))
+                pread(fd, $0.baseAddress! + done, $0.count - done, start + off_t(done))
             }
             if n <= 0 { return nil }
             done += n

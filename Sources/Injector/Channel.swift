@@ -29,10 +29,9 @@ public final class Channel {
     private let base: UnsafeMutableRawPointer
     private let size: Int
     private var header: UnsafeMutablePointer<scalene_channel> { base.assumingMemoryBound(to: scalene_channel.self) }
-    private let capacity: UInt64
-    private var stalledSince: (index: UInt64, time: UInt64)?
+    private var ring: SampleRing
     /// Samples skipped because their slot was reserved but never completed.
-    public private(set) var abandonedSlots = 0
+    public var abandonedSlots: Int { ring.abandonedSlots }
     private var unlinked = false
 
     /// Creates the file and maps it. `owner` gives it to the target's user when we run as root
@@ -44,10 +43,9 @@ public final class Channel {
         random = UInt64.random(in: 0..<UInt64.max)
         path = "/dev/shm/scalene-attach.\(getpid()).\(targetPID).\(String(random, radix: 36))"
         precondition(capacity > 0 && capacity & (capacity - 1) == 0, "capacity must be a power of two")
-        self.capacity = UInt64(capacity)
         let headerSize = MemoryLayout<scalene_channel>.size
         let recordSize = MemoryLayout<scalene_sample>.size
-        size = headerSize + capacity * recordSize
+        size = SampleRing.mappingSize(capacity: capacity)
         let fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw .channel(detail: "cannot create \(path): \(String(cString: strerror(errno)))") }
         defer { close(fd) }
@@ -59,6 +57,7 @@ public final class Channel {
             throw .channel(detail: "cannot map \(path): \(reason)")
         }
         base = mapped
+        ring = SampleRing(base: mapped, capacity: capacity)
         memset(base, 0, headerSize)
         header.pointee.magic = SCALENE_CHANNEL_MAGIC
         header.pointee.protocol_version = SCALENE_PROTOCOL_VERSION
@@ -106,19 +105,57 @@ public final class Channel {
 
     /// Copies out every completed sample, in order, and frees their slots.
     public func drain(into samples: inout [AgentSample]) {
+        ring.drain(into: &samples, now: scalene_monotonic_ns())
+    }
+}
+
+/// The reading side of the sample ring: the records after the channel header, written by the
+/// agent inside the target and read here.
+///
+/// Everything in the mapping can be written by the target, so nothing read from it is trusted: the
+/// record size and the header size are our own, a record's slot is its index modulo our capacity,
+/// its frame count is clamped, and an index the agent never completes is skipped after a second.
+public struct SampleRing {
+    let base: UnsafeMutableRawPointer
+    let capacity: UInt64
+    private var stalledSince: (index: UInt64, time: UInt64)?
+    /// Samples skipped because their slot was reserved but never completed.
+    public private(set) var abandonedSlots = 0
+
+    /// Bytes of a channel with `capacity` records.
+    public static func mappingSize(capacity: Int) -> Int {
+        MemoryLayout<scalene_channel>.size + capacity * MemoryLayout<scalene_sample>.size
+    }
+
+    /// - Parameters:
+    ///   - base: the start of the channel mapping, `mappingSize(capacity:)` bytes.
+    ///   - capacity: a power of two.
+    public init(base: UnsafeMutableRawPointer, capacity: Int) {
+        self.base = base
+        self.capacity = UInt64(capacity)
+    }
+
+    private var header: UnsafeMutablePointer<scalene_channel> { base.assumingMemoryBound(to: scalene_channel.self) }
+
+    /// Copies out every completed sample, in order, and frees their slots. `now` is the monotonic
+    /// clock in nanoseconds.
+    public mutating func drain(into samples: inout [AgentSample], now: UInt64) {
         let written = scalene_load_u64(&header.pointee.write_index)
         var index = scalene_load_u64(&header.pointee.read_index)
-        let recordSize = Int(header.pointee.record_size)
-        let recordsBase = base + Int(header.pointee.header_size)
+        // Our own sizes, never the header's: a size read back from the mapping could point our
+        // reads outside it.
+        let recordSize = MemoryLayout<scalene_sample>.size
+        let recordsBase = base + MemoryLayout<scalene_channel>.size
+        // A writer can be at most a ring ahead of us; anything else is a corrupt index.
+        if written &- index > capacity { index = written &- capacity }
         while index < written {
             let record = (recordsBase + Int(index & (capacity - 1)) * recordSize).assumingMemoryBound(to: scalene_sample.self)
             let sequence = scalene_load_u64(&record.pointee.sequence)
-            if sequence != index + 1 {
+            if sequence != index &+ 1 {
                 // Reserved but not complete yet. A writer that never completes (killed mid-write)
                 // must not block the ring forever: give it a second.
-                let now = scalene_monotonic_ns()
                 if let stalled = stalledSince, stalled.index == index {
-                    if now - stalled.time < 1_000_000_000 { break }
+                    if now &- stalled.time < 1_000_000_000 { break }
                     abandonedSlots += 1
                     stalledSince = nil
                     index += 1

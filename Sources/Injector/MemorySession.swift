@@ -118,14 +118,15 @@ public final class MemorySession {
         // The agent disarms itself when our heartbeat has not changed for this long (we beat at
         // least every 50 ms); hooks must be gone within 2 s of our death.
         config.heartbeat_timeout_ms = 750
+        config.runtime_finalizing = UInt32(clamping: layout.runtime.finalizing ?? 0)
         config.frames = frames
         return config
     }
 
     /// The agent's hook counts while armed (they drop to zero once it has restored everything).
     private func recordHookCounts() {
-        statistics.hookedSlots = max(statistics.hookedSlots, Int(channel.hookedSlots))
-        statistics.hookedObjects = max(statistics.hookedObjects, Int(channel.hookedObjects))
+        statistics.hookedSlots = max(statistics.hookedSlots, Int(clamping: channel.hookedSlots))
+        statistics.hookedObjects = max(statistics.hookedObjects, Int(clamping: channel.hookedObjects))
         statistics.pythonAllocatorHooked = statistics.pythonAllocatorHooked || channel.pythonHooks
     }
 
@@ -191,8 +192,8 @@ public final class MemorySession {
     /// The memory profile so far.
     public func profile(elapsed: Double) -> MemoryProfile {
         var stats = statistics
-        stats.droppedSamples = Int(channel.dropped) + channel.abandonedSlots
-        stats.untrackedFrees = Int(channel.untrackedFrees)
+        stats.droppedSamples = Int(clamping: channel.dropped) &+ channel.abandonedSlots
+        stats.untrackedFrees = Int(clamping: channel.untrackedFrees)
         return aggregator.profile(elapsed: elapsed, window: options.window, copyWindow: options.copyWindow, agent: stats)
     }
 

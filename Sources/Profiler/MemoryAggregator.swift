@@ -82,8 +82,9 @@ public struct MemoryAggregator: Sendable {
         switch event.kind {
         case .malloc:
             counts.malloc += 1
-            let total = event.pythonBytes + event.nativeBytes
-            let pythonShare = total > 0 ? Double(event.pythonBytes) / Double(total) : 0
+            // Counters from the target's side of the channel: add them as doubles, never trap.
+            let total = Double(event.pythonBytes) + Double(event.nativeBytes)
+            let pythonShare = total > 0 ? Double(event.pythonBytes) / total : 0
             allocated += megabytes
             allocatedPython += megabytes * pythonShare
             footprint += megabytes

@@ -225,8 +225,16 @@ public struct SamplerStatistics: Sendable, Equatable {
     public var lateTicks = 0
     /// Ticks at which the thread list could not be read (torn or changing); nothing was attributed.
     public var failedTicks = 0
-    /// Thread stacks that were incomplete (a frame could not be read) at some tick.
-    public var incompleteStacks = 0
+    /// One per thread per tick: every stack the sampler tried to read.
+    public var threadSamples = 0
+    /// Thread samples whose stack could not be read completely, even on a second try (a frame or
+    /// code object changed or vanished while it was read). Their time still lands on the innermost
+    /// frames that were read.
+    public var unreadableSamples = 0
+    /// Thread samples whose first read tore and whose second read succeeded.
+    public var retriedSamples = 0
+    /// The share of thread samples that could not be read, 0–1.
+    public var unreadableShare: Double { threadSamples > 0 ? Double(unreadableSamples) / Double(threadSamples) : 0 }
     /// Seconds the sampler itself spent on a CPU (getrusage of its own thread).
     public var samplerCPUSeconds = 0.0
 

@@ -29,6 +29,8 @@ public struct SamplerStatus: Sendable {
     public var effectiveRate: Double
     public var lateTicks: Int
     public var failedTicks: Int
+    public var threadSamples: Int
+    public var unreadableSamples: Int
 }
 
 /// Samples a running interpreter on a jittered schedule and attributes every interval of every
@@ -45,6 +47,8 @@ public final class Sampler {
     private var statistics = SamplerStatistics()
     private var threadNames: [UInt64: String] = [:]
     private var lastNameRead: UInt64 = 0
+    /// The tick of the last successful read of thread names.
+    private var namesTick = -1
     private var lastRevalidation: UInt64 = 0
     private var schedule: SamplingSchedule
     public let startMonotonic: UInt64
@@ -78,6 +82,8 @@ public final class Sampler {
         /// -1 outside profiled files; a moving average): carried to intervals no sample tells about.
         var nativeFractionAt: [Int: Double] = [:]
         var lastSeenTick: Int
+        /// The tick the thread was first seen at: only names read since then are its own.
+        let firstTick: Int
         var pthreadID: UInt64
         /// Per-location accumulation (indices into the location table), folded into `profile` on demand.
         var lineTime: [Int: LineTime] = [:]
@@ -93,6 +99,7 @@ public final class Sampler {
             last = endpoint
             lastStack = stack
             lastSeenTick = tick
+            firstTick = tick
             self.pthreadID = pthreadID
         }
     }
@@ -162,7 +169,8 @@ public final class Sampler {
         let elapsed = Double(now - startMonotonic) / 1e9
         return SamplerStatus(elapsed: elapsed, ticks: statistics.ticks,
                              effectiveRate: elapsed > 0 ? Double(statistics.ticks) / elapsed : 0,
-                             lateTicks: schedule.lateTicks, failedTicks: statistics.failedTicks)
+                             lateTicks: schedule.lateTicks, failedTicks: statistics.failedTicks,
+                             threadSamples: statistics.threadSamples, unreadableSamples: statistics.unreadableSamples)
     }
 
     /// Where the agent's raw frames (innermost first) land: resolved with the same code-object cache
@@ -186,13 +194,26 @@ public final class Sampler {
         do {
             observations = try observer.observe(taskIDs: Set((try? target.process.threadIDs()) ?? []))
         } catch {
+            if case .processGone = error { return false }
+            // Every thread of this tick is lost: count them all as unreadable samples.
             statistics.failedTicks += 1
+            let lost = max(1, tracks.count)
+            statistics.threadSamples += lost
+            statistics.unreadableSamples += lost
             return false
         }
-        if now - lastNameRead > 2_000_000_000 || observations.contains(where: { threadNames[$0.pthreadID] == nil && $0.tid != nil && tracks[$0.tid!] == nil }) {
+        // Names are keyed by pthread id, which a new thread may reuse from one that ended: a name
+        // read before a thread was first seen may be its predecessor's, so a new thread waits for a
+        // read made after it appeared (at most ten a second; every 2 s in any case, for renames).
+        let unnamed = observations.contains { observation in
+            guard let tid = observation.tid else { return false }
+            return tracks[tid].map { $0.firstTick > namesTick } ?? true
+        }
+        if now - lastNameRead > 2_000_000_000 || (unnamed && now - lastNameRead > 100_000_000) {
             lastNameRead = now
-            if let interpreter = try? observer.mainInterpreter() {
-                if let fresh = names.names(interpreter: interpreter) { threadNames = fresh }
+            if let interpreter = try? observer.mainInterpreter(), let fresh = names.names(interpreter: interpreter) {
+                threadNames = fresh
+                namesTick = statistics.ticks
             }
         }
         if gilState == nil {
@@ -209,7 +230,9 @@ public final class Sampler {
         }
         for observation in observations {
             guard let tid = observation.tid, !options.excludedThreads.contains(tid) else { continue }
-            if observation.walk.incomplete { statistics.incompleteStacks += 1 }
+            statistics.threadSamples += 1
+            if observation.walk.incomplete { statistics.unreadableSamples += 1 }
+            if observation.retried && !observation.walk.incomplete { statistics.retriedSamples += 1 }
             let location = table.innermostProfiled(observation.frames)
             let stack = observation.frames.isEmpty ? nil : table.stack(observation.frames)
             if let track = tracks[tid], track.pthreadID == observation.pthreadID {
@@ -219,14 +242,15 @@ public final class Sampler {
                                         waitingForGIL: waitsForGIL(track.clock, running: reading.isRunning))
                 attribute(track, reading: reading, endpoint: endpoint, stack: stack, now: now, sinceStart: sinceStart,
                           observation: observation, nativeStacks: nativeStacks[tid] ?? [])
-                if let name = threadNames[observation.pthreadID] { track.profile.name = name }
+                if namesTick >= track.firstTick, let name = threadNames[observation.pthreadID] { track.profile.name = name }
             } else {
                 if let old = tracks[tid] { retire(old) }
                 guard let clock = ThreadClock(pid: target.pid, tid: tid), let reading = clock.read() else { continue }
                 let endpoint = Endpoint(location: location, running: reading.isRunning,
                                         native: Self.isNative(observation, running: reading.isRunning),
                                         waitingForGIL: waitsForGIL(clock, running: reading.isRunning))
-                let track = ThreadTrack(clock: clock, profile: ThreadProfile(tid: tid, name: threadNames[observation.pthreadID]),
+                let name = namesTick >= statistics.ticks ? threadNames[observation.pthreadID] : nil
+                let track = ThreadTrack(clock: clock, profile: ThreadProfile(tid: tid, name: name),
                                         time: now, reading: reading, endpoint: endpoint, stack: stack,
                                         tick: statistics.ticks, pthreadID: observation.pthreadID)
                 track.lastFrames = observation.frames

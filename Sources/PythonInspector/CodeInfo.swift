@@ -73,6 +73,7 @@ public struct CodeReader<Memory: ProcessMemory>: Sendable {
               let lineTableObject = header.pointer(at: code.lineTable) else { return nil }
         let qualname = code.qualname.flatMap { header.pointer(at: $0) }.flatMap { objects.string(at: $0) } ?? name
         let firstLine = Int(fingerprint.firstLine)
+        guard firstLine >= 0, firstLine <= LineTable.maximumLine else { return nil }
         let lineBytes = objects.byteString(at: lineTableObject) ?? []
         var bytecode = [UInt8]()
         var bytecodeAddress: UInt64 = 0
@@ -84,9 +85,9 @@ public struct CodeReader<Memory: ProcessMemory>: Sendable {
             }
         case .inline(let offset):
             bytecodeAddress = address &+ UInt64(offset)
-            if let units = header.integer(Int64.self, at: objects.objects.varSize), units > 0,
-               units * 2 <= Int64(maximumBytecode) {
-                bytecode = (try? objects.memory.bytes(at: bytecodeAddress, count: Int(units) * 2)) ?? []
+            if let units = header.integer(Int64.self, at: objects.objects.varSize),
+               let count = RemoteArithmetic.count(units, atMost: maximumBytecode / 2), count > 0 {
+                bytecode = (try? objects.memory.bytes(at: bytecodeAddress, count: count * 2)) ?? []
             }
         }
         return CodeInfo(address: address, filename: filename, name: name, qualname: qualname, firstLine: firstLine,

@@ -14,6 +14,8 @@ public struct ThreadObservation {
     /// The innermost frame's instruction, when it could be located.
     public var opcode: UInt8?
     public var instructionClass: InstructionClass?
+    /// The first walk was incomplete and the stack was read a second time.
+    public var retried = false
     /// A thread state created for a thread that has not started yet: until the new thread runs,
     /// it carries the pthread id of the thread that created it, so it has no tid or name of its own.
     public var isStarting = false
@@ -49,11 +51,43 @@ public final class InterpreterObserver<Memory: ProcessMemory> {
         return found
     }
 
+    /// Walks a chain and resolves its code objects; a frame whose code object cannot be read makes
+    /// the walk incomplete.
+    private func walkAndResolve(from start: WalkStart) -> (FrameWalk, [ResolvedFrame]) {
+        var walk = stacks.walk(from: start)
+        var frames = [ResolvedFrame]()
+        frames.reserveCapacity(walk.frames.count)
+        for (index, raw) in walk.frames.enumerated() {
+            if var resolved = stacks.resolve(raw) {
+                resolved.isEntry = index < walk.entries.count && walk.entries[index]
+                frames.append(resolved)
+            } else { walk.incomplete = true }
+        }
+        return (walk, frames)
+    }
+
+    /// Further reads of a stack that tore, before it is counted as unreadable.
+    static var retries: Int { 3 }
+
+    /// The thread states, read again when the list tore (a thread state freed while it was walked).
+    private func threadList(of interp: UInt64) throws(MemoryReadError) -> [ThreadRecord] {
+        var attempt = 0
+        while true {
+            do {
+                return try threads.threads(of: interp, expected: attempt == 0 ? lastThreadStates : [])
+            } catch {
+                attempt += 1
+                if case .unmapped = error, attempt <= Self.retries { continue }
+                throw error
+            }
+        }
+    }
+
     /// Observes every thread. `taskIDs` (the process's kernel thread ids) is needed only for
     /// versions without `native_thread_id`, to map pthread ids to kernel ids.
     public func observe(taskIDs: @autoclosure () -> Set<Int32>) throws(MemoryReadError) -> [ThreadObservation] {
         let interp = try mainInterpreter()
-        let records = try threads.threads(of: interp, expected: lastThreadStates)
+        let records = try threadList(of: interp)
         lastThreadStates = records.map(\.address)
         let holder = threads.gilHolder(interpreter: interp)
         if layout.thread.nativeThreadID == nil, records.contains(where: { $0.pthreadID != 0 && tidsByPthread[$0.pthreadID] == nil }) {
@@ -62,18 +96,25 @@ public final class InterpreterObserver<Memory: ProcessMemory> {
         }
         var result = [ThreadObservation]()
         result.reserveCapacity(records.count)
-        let starts = stacks.innermostFrames(threadStates: records.map(\.bytes))
+        let starts = stacks.walkStarts(threadStates: records.map(\.bytes))
         for (record, start) in zip(records, starts) {
             var observation = ThreadObservation(threadState: record.address, pthreadID: record.pthreadID,
                                                 tid: record.nativeThreadID ?? tidsByPthread[record.pthreadID],
                                                 holdsGIL: holder == record.address, frames: [], walk: FrameWalk())
             if let start {
-                observation.walk = stacks.walk(from: start.frame, window: start.window)
-                for (index, raw) in observation.walk.frames.enumerated() {
-                    if var frame = stacks.resolve(raw) {
-                        frame.isEntry = index < observation.walk.entries.count && observation.walk.entries[index]
-                        observation.frames.append(frame)
-                    } else { observation.walk.incomplete = true }
+                (observation.walk, observation.frames) = walkAndResolve(from: start)
+                // A frame changed under us (popped, or its memory reused): the thread has moved on,
+                // so a fresh read of its chain usually succeeds.
+                for _ in 0..<Self.retries where observation.walk.incomplete {
+                    guard let bytes = try? memory.remoteBytes(at: record.address, count: threads.readSize) else { break }
+                    observation.retried = true
+                    guard let again = stacks.walkStart(threadState: bytes) else {
+                        // The thread has no Python frame any more (it was finishing): that, read
+                        // consistently, is the observation.
+                        (observation.walk, observation.frames) = (FrameWalk(), [])
+                        break
+                    }
+                    (observation.walk, observation.frames) = walkAndResolve(from: again)
                 }
                 if let top = observation.frames.first, observation.walk.frames.first?.code == top.code.address,
                    let instruction = stacks.instruction(of: top) {

@@ -1,4 +1,5 @@
 import CPythonLayouts
+import RemoteProcess
 
 /// A decoded line table: which source line each stretch of bytecode belongs to.
 ///
@@ -19,6 +20,10 @@ public struct LineTable: Sendable, Equatable {
 
     public var ranges: [Range]
     public var firstLine: Int
+
+    /// Line numbers above this are garbage (torn or foreign bytes): CPython stores lines as C ints,
+    /// and no real source file comes near it. Decoding stops at the first such line.
+    public static let maximumLine = 1 << 24
 
     public init(ranges: [Range], firstLine: Int) {
         self.ranges = ranges
@@ -68,7 +73,8 @@ public struct LineTable: Sendable, Equatable {
                 start = end
                 address = end
             }
-            line += lineIncrement
+            guard let next = plausible(line, lineIncrement) else { return LineTable(ranges: ranges, firstLine: firstLine) }
+            line = next
         }
         // The last line runs to the end of the code; an open-ended range says so.
         append(&ranges, start: start / 2, end: Int.max, line: line)
@@ -90,7 +96,8 @@ public struct LineTable: Sendable, Equatable {
             if lineDelta == -128 {
                 rangeLine = nil
             } else {
-                line += Int(lineDelta)
+                guard let next = plausible(line, Int(lineDelta)) else { return LineTable(ranges: ranges, firstLine: firstLine) }
+                line = next
                 rangeLine = line
             }
             if delta > 0 { append(&ranges, start: address / 2, end: (address + delta) / 2, line: rangeLine) }
@@ -113,32 +120,41 @@ public struct LineTable: Sendable, Equatable {
             let code = Int((first >> 3) & 0x0f)
             let length = Int(first & 0x07) + 1
             var rangeLine: Int? = nil
+            var delta = 0
             switch code {
             case 15:
                 rangeLine = nil
             case 14:
-                guard let delta = reader.signedVarint(), reader.varint() != nil, reader.varint() != nil,
+                guard let value = reader.signedVarint(), reader.varint() != nil, reader.varint() != nil,
                       reader.varint() != nil else { return LineTable(ranges: ranges, firstLine: firstLine) }
-                line += delta
-                rangeLine = line
+                delta = value
             case 13:
-                guard let delta = reader.signedVarint() else { return LineTable(ranges: ranges, firstLine: firstLine) }
-                line += delta
-                rangeLine = line
+                guard let value = reader.signedVarint() else { return LineTable(ranges: ranges, firstLine: firstLine) }
+                delta = value
             case 10, 11, 12:
                 guard reader.next() != nil, reader.next() != nil else {
                     return LineTable(ranges: ranges, firstLine: firstLine)
                 }
-                line += code - 10
-                rangeLine = line
+                delta = code - 10
             default:
                 guard reader.next() != nil else { return LineTable(ranges: ranges, firstLine: firstLine) }
-                rangeLine = line
             }
+            if code >= 10 && code <= 14 {
+                guard let next = plausible(line, delta) else { return LineTable(ranges: ranges, firstLine: firstLine) }
+                line = next
+            }
+            if code != 15 { rangeLine = line }
             append(&ranges, start: address, end: address + length, line: rangeLine)
             address += length
         }
         return LineTable(ranges: ranges, firstLine: firstLine)
+    }
+
+    /// `line + delta` if that is a line a real file can have (a delta may take the running line
+    /// below zero for a while in hand-made tables, so only the upper bound and overflow are checked).
+    private static func plausible(_ line: Int, _ delta: Int) -> Int? {
+        guard let next = RemoteArithmetic.sum(line, delta), next <= maximumLine, next >= -maximumLine else { return nil }
+        return next
     }
 
     /// Appends a range, merging it with the previous one when they are adjacent and on one line.

@@ -71,7 +71,8 @@ public struct ObjectReader<Memory: ProcessMemory>: Sendable {
             guard raw >= 0 else { return nil }
             digitCount = Int(raw)
         }
-        guard digitCount >= 0, digitCount * l.digitBits <= 64 + l.digitBits, digitCount <= 4,
+        // The count is remote data: bound it before any arithmetic on it.
+        guard digitCount >= 0, digitCount <= 4, digitCount * l.digitBits <= 64 + l.digitBits,
               l.digitSize == 4 || l.digitSize == 2 else { return nil }
         if digitCount == 0 { return 0 }
         guard let data = try? memory.bytes(at: object &+ UInt64(l.digits), count: digitCount * l.digitSize) else {

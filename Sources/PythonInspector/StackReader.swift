@@ -40,6 +40,32 @@ public struct FrameWalk: Sendable {
     public var incomplete = false
 }
 
+/// Where a walk starts: the innermost frame, and the memory already read around it.
+public struct WalkStart: Sendable {
+    public var frame: UInt64
+    public var window: FrameWindow?
+}
+
+/// Memory copied for a walk: a whole data-stack chunk (3.11+: the frames of ordinary calls, as they
+/// were at one moment), or the page around one frame.
+public struct FrameWindow: Sendable {
+    public var bytes: RemoteBytes
+    public var isChunk: Bool
+
+    public init(bytes: RemoteBytes, isChunk: Bool) {
+        self.bytes = bytes
+        self.isChunk = isChunk
+    }
+}
+
+/// Bounds on what one walk copies.
+enum WalkLimits {
+    /// Largest data-stack range copied in one read. A chunk is 16 KiB unless a frame needed more.
+    static let maximumChunkWindow = 256 << 10
+    /// Chunks one walk copies at most (the depth bound ends a walk long before in practice).
+    static let maximumChunks = 64
+}
+
 /// Walks frame chains and resolves code objects, caching what it learns per code object. One reader
 /// per sampling thread; not thread-safe.
 public final class StackReader<Memory: ProcessMemory> {
@@ -70,16 +96,17 @@ public final class StackReader<Memory: ProcessMemory> {
         guard let pointer = threadState.pointer(at: layout.thread.frame) else { return nil }
         guard let current = layout.thread.cframeCurrentFrame else { return pointer }
         guard pointer != 0 else { return 0 }
-        return try? memory.pointer(at: pointer &+ UInt64(current))
+        return try? memory.pointer(at: pointer.field(current))
     }
 
-    /// The innermost frames of several threads, with the page of memory around each (the start of
-    /// each walk), in as few reads as possible: one for the `_PyCFrame` hop of 3.11–3.12, one for
-    /// the pages. Nil entries: no frame, or a read that failed (the caller walks those one by one).
-    public func innermostFrames(threadStates: [RemoteBytes]) -> [(frame: UInt64, window: RemoteBytes?)?] {
+    /// Where to start walking each thread, with the memory around its innermost frame read for all
+    /// threads in as few reads as possible: one for the `_PyCFrame` hop of 3.11–3.12, one for the
+    /// windows (each thread's current data-stack chunk up to its innermost frame, or the frame's
+    /// page). Nil entries: the thread has no frame or it could not be found.
+    public func walkStarts(threadStates: [RemoteBytes]) -> [WalkStart?] {
         var frames: [UInt64?] = threadStates.map { $0.pointer(at: layout.thread.frame) }
         if let current = layout.thread.cframeCurrentFrame {
-            let hops = frames.compactMap { $0 }.filter { $0 != 0 }.map { (address: $0 &+ UInt64(current), count: 8) }
+            let hops = frames.compactMap { $0 }.filter { $0 != 0 }.map { (address: $0.field(current), count: 8) }
             if let read = memory.remoteBytes(batch: hops) {
                 var results = read.makeIterator()
                 frames = frames.map { cframe in
@@ -90,41 +117,79 @@ public final class StackReader<Memory: ProcessMemory> {
                 frames = threadStates.map { innermostFrame(threadState: $0) }
             }
         }
-        let windows = frames.map { frame -> (address: UInt64, count: Int)? in
+        let requests = zip(frames, threadStates).map { frame, state -> (range: (address: UInt64, count: Int), isChunk: Bool)? in
             guard let frame, frame != 0 else { return nil }
-            return window(for: frame)
+            return startRange(frame: frame, threadState: state)
         }
-        let read = memory.remoteBytes(batch: windows.compactMap { $0 })
-        var pages = read?.makeIterator()
-        return zip(frames, windows).map { frame, window in
+        let ranges = requests.compactMap { $0?.range }
+        // One read for every window; if one of them fails, each is read on its own.
+        let copies: [RemoteBytes?] = memory.remoteBytes(batch: ranges).map { $0.map(Optional.some) }
+            ?? ranges.map { try? memory.remoteBytes(at: $0.address, count: $0.count) }
+        var next = copies.makeIterator()
+        return zip(frames, requests).map { frame, request in
             guard let frame, frame != 0 else { return nil }
-            return (frame, window == nil ? nil : pages?.next())
+            guard let request else { return WalkStart(frame: frame, window: nil) }
+            let copy = next.next().flatMap { $0 }
+            return WalkStart(frame: frame, window: copy.map { FrameWindow(bytes: $0, isChunk: request.isChunk) })
         }
+    }
+
+    /// The start of a walk for one thread state (a second try after a torn walk); nil when the
+    /// thread has no frame.
+    public func walkStart(threadState: RemoteBytes) -> WalkStart? {
+        guard let frame = innermostFrame(threadState: threadState), frame != 0 else { return nil }
+        guard let request = startRange(frame: frame, threadState: threadState) else { return WalkStart(frame: frame, window: nil) }
+        let copy = try? memory.remoteBytes(at: request.range.address, count: request.range.count)
+        return WalkStart(frame: frame, window: copy.map { FrameWindow(bytes: $0, isChunk: request.isChunk) })
+    }
+
+    /// The first range a walk reads: the thread's current data-stack chunk from its header up to
+    /// the end of the innermost frame when the frame lies in it, else the frame's page.
+    private func startRange(frame: UInt64, threadState: RemoteBytes) -> (range: (address: UInt64, count: Int), isChunk: Bool)? {
+        if let field = layout.thread.datastackChunk, let chunk = threadState.pointer(at: field), chunk != 0,
+           let range = chunkRange(chunk: chunk, through: frame) {
+            return (range, true)
+        }
+        return window(for: frame).map { ($0, false) }
+    }
+
+    /// `[chunk, frame + frame size)` when `frame` can lie in the data-stack chunk at `chunk`.
+    private func chunkRange(chunk: UInt64, through frame: UInt64) -> (address: UInt64, count: Int)? {
+        guard let header = layout.thread.stackChunk, let dataStart = RemoteArithmetic.end(of: chunk, count: header.data),
+              frame >= dataStart, let end = RemoteArithmetic.end(of: frame, count: frameReadSize),
+              end - chunk <= UInt64(WalkLimits.maximumChunkWindow) else { return nil }
+        // end > frame ≥ chunk, and the difference is bounded above.
+        return (chunk, Int(end - chunk))
     }
 
     /// The page-bounded range read for a frame: from the start of its page to its end, for the
     /// interpreter-frame layouts whose callers sit below it; nil where that does not apply.
     private func window(for address: UInt64) -> (address: UInt64, count: Int)? {
-        let end = address &+ UInt64(frameReadSize)
         let pageStart = address & ~UInt64(4095)
         guard layout.frame.instructionField == .previousInstructionPointer || layout.frame.instructionField == .instructionPointer,
-              end <= pageStart &+ 4096, end > address else { return nil }
+              let end = RemoteArithmetic.end(of: address, count: frameReadSize), end - pageStart <= 4096 else { return nil }
+        // end ≥ address ≥ pageStart, and the difference is at most a page.
         return (pageStart, Int(end - pageStart))
     }
 
+    /// Walks from `start` outwards.
+    public func walk(from start: WalkStart) -> FrameWalk {
+        walk(from: start.frame, window: start.window)
+    }
+
     /// Walks from `frame` outwards. `window`, if given, already holds the memory around `frame`.
-    public func walk(from frame: UInt64, window initial: RemoteBytes? = nil) -> FrameWalk {
+    public func walk(from frame: UInt64, window initial: FrameWindow? = nil) -> FrameWalk {
         var walk = FrameWalk()
         var address = frame
         let f = layout.frame
         visited.removeAll(keepingCapacity: true)
-        var window = initial
+        var windows = WindowSet(initial)
         while address != 0 {
             guard walk.frames.count < maximumDepth, visited.insert(address).inserted else {
                 walk.truncated = true
                 break
             }
-            guard let bytes = frameBytes(at: address, window: &window),
+            guard let bytes = frameBytes(at: address, windows: &windows),
                   let code = bytes.pointer(at: f.code), let previous = bytes.pointer(at: f.previous) else {
                 walk.incomplete = true
                 break
@@ -152,19 +217,39 @@ public final class StackReader<Memory: ProcessMemory> {
         return walk
     }
 
-    /// The bytes of the frame at `address`. Interpreter frames (3.11+) sit next to each other in the
-    /// thread's data stack, callers below callees: one read from the start of the frame's page
-    /// brings in the frames below it on that page too, so a typical stack costs one or two reads
-    /// instead of one per frame.
-    private func frameBytes(at address: UInt64, window: inout RemoteBytes?) -> RemoteBytes? {
-        let end = address &+ UInt64(frameReadSize)
-        if let current = window, address >= current.address, end <= current.address &+ UInt64(current.count) {
-            return current.subrange(Int(address - current.address), frameReadSize)
+    /// The memory a walk has copied so far: data-stack chunks, innermost first, and the last page.
+    private struct WindowSet {
+        var chunks: [RemoteBytes] = []
+        var page: RemoteBytes?
+
+        init(_ initial: FrameWindow?) {
+            guard let initial else { return }
+            if initial.isChunk { chunks.append(initial.bytes) } else { page = initial.bytes }
+        }
+
+        func view(at address: UInt64, count: Int) -> RemoteBytes? {
+            for chunk in chunks { if let bytes = chunk.view(at: address, count: count) { return bytes } }
+            return page?.view(at: address, count: count)
+        }
+    }
+
+    /// The bytes of the frame at `address`. Frames of a thread's data stack (3.11+) sit next to each
+    /// other, callers below callees: a frame outside the chunks read so far is usually in the
+    /// previous (older) chunk, which is then read whole; otherwise the frame's page is read, which
+    /// brings in the frames below it on that page too.
+    private func frameBytes(at address: UInt64, windows: inout WindowSet) -> RemoteBytes? {
+        if let bytes = windows.view(at: address, count: frameReadSize) { return bytes }
+        if let header = layout.thread.stackChunk, windows.chunks.count < WalkLimits.maximumChunks,
+           let previous = windows.chunks.last?.pointer(at: header.previous), previous != 0,
+           let range = chunkRange(chunk: previous, through: address),
+           let chunk = try? memory.remoteBytes(at: range.address, count: range.count) {
+            windows.chunks.append(chunk)
+            return chunk.view(at: address, count: frameReadSize)
         }
         guard let range = self.window(for: address) else { return try? memory.remoteBytes(at: address, count: frameReadSize) }
         guard let page = try? memory.remoteBytes(at: range.address, count: range.count) else { return nil }
-        window = page
-        return page.subrange(Int(address - range.address), frameReadSize)
+        windows.page = page
+        return page.view(at: address, count: frameReadSize)
     }
 
     /// The cached or freshly read code object at `address`.

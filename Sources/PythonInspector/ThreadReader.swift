@@ -21,13 +21,15 @@ public struct ThreadReader<Memory: ProcessMemory>: Sendable {
     /// Thread lists longer than this are treated as corrupt.
     public var maximumThreads = 4096
     private let threadReadSize: Int
+    /// Bytes read per thread state: every field the readers use.
+    public var readSize: Int { threadReadSize }
 
     public init(memory: Memory, layout: PythonLayout, runtimeAddress: UInt64) {
         self.memory = memory
         self.layout = layout
         self.runtimeAddress = runtimeAddress
         let t = layout.thread
-        threadReadSize = max(t.next, t.interp, t.frame, t.threadID, t.nativeThreadID ?? 0) + 8
+        threadReadSize = max(t.next, t.interp, t.frame, t.threadID, t.nativeThreadID ?? 0, t.datastackChunk ?? 0) + 8
     }
 
     /// The main interpreter (id 0): `interpreters.main` where known, else found in the list.

@@ -3,7 +3,7 @@
 /// Tests lay out interpreter structures at chosen addresses and run the same decoders the tool runs
 /// against a live process.
 public struct LocalMemory: ProcessMemory {
-    public struct Region: Sendable {
+    public struct Region: Sendable, Equatable {
         public var address: UInt64
         public var bytes: [UInt8]
 
@@ -25,11 +25,11 @@ public struct LocalMemory: ProcessMemory {
     }
 
     public func read(into buffer: UnsafeMutableRawBufferPointer, at address: UInt64) throws(MemoryReadError) {
-        let length = UInt64(buffer.count)
         for region in regions {
-            let end = region.address + UInt64(region.bytes.count)
-            guard address >= region.address, address &+ length <= end, address &+ length >= address else { continue }
-            let start = Int(address - region.address)
+            // Regions may come from fuzz input: any address, any length, overlapping the top of the
+            // address space.
+            guard let start = RemoteArithmetic.offset(of: address, length: buffer.count, inRangeAt: region.address,
+                                                      count: region.bytes.count) else { continue }
             region.bytes.withUnsafeBytes { source in
                 buffer.copyMemory(from: UnsafeRawBufferPointer(rebasing: source[start..<(start + buffer.count)]))
             }

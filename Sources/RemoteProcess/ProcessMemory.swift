@@ -104,6 +104,14 @@ public struct RemoteBytes: Sendable {
     public func subrange(_ offset: Int, _ length: Int) -> RemoteBytes? {
         slice(offset, length).map { RemoteBytes(address: address &+ UInt64(offset), bytes: $0) }
     }
+
+    /// The `length` bytes at remote `address`, if this copy holds all of them (checked: the address
+    /// may be a torn pointer anywhere in the 64-bit space).
+    public func view(at address: UInt64, count length: Int) -> RemoteBytes? {
+        guard let offset = RemoteArithmetic.offset(of: address, length: length, inRangeAt: self.address,
+                                                   count: count) else { return nil }
+        return subrange(offset, length)
+    }
 }
 
 extension ProcessMemory {

@@ -74,7 +74,9 @@ public struct ScaleneJSONReport {
                 "ticks": stats.ticks,
                 "late_ticks": stats.lateTicks,
                 "failed_ticks": stats.failedTicks,
-                "incomplete_stacks": stats.incompleteStacks,
+                "thread_samples": stats.threadSamples,
+                "unreadable_samples": stats.unreadableSamples,
+                "retried_samples": stats.retriedSamples,
                 "sampler_cpu_seconds": stats.samplerCPUSeconds,
             ] as [String: Any],
             "threads": profile.threads.map { thread -> [String: Any] in
@@ -133,9 +135,8 @@ public struct ScaleneJSONReport {
         let memoryLines = profile.memory?.lines ?? [:]
         let fileLines = lines.filter { $0.key.file == file }
         let known = Set(fileLines.keys.map(\.line)).union(memoryLines.keys.filter { $0.file == file }.map(\.line))
-        let count = max(source.count, known.max() ?? 0)
         var details = [[String: Any]]()
-        for number in 1...max(1, count) {
+        for number in SourceFiles.lineNumbers(sourceCount: source.count, withData: known) {
             let key = SourceLine(file: file, line: number)
             let time = fileLines[key]
             let memory = memoryLines[key]

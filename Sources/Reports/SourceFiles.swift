@@ -25,6 +25,14 @@ public final class SourceFiles {
         return lines
     }
 
+    /// The lines a report walks for one file: every line of its source, plus any line with data
+    /// beyond it (source changed on disk, or not readable). Never a range up to the largest line
+    /// number seen: a garbage number from a torn read must not become millions of rows.
+    public static func lineNumbers(sourceCount: Int, withData numbers: Set<Int>) -> [Int] {
+        let last = max(1, sourceCount)
+        return Array(1...last) + numbers.filter { $0 > last }.sorted()
+    }
+
     /// One line's text, or "" when unknown.
     public func line(_ number: Int, in path: String) -> String {
         let all = lines(of: path)

@@ -43,9 +43,8 @@ public struct TableReport {
             out += columnHeader(last: "source") + "\n"
             let source = sources.lines(of: file)
             let numbers = Set(fileLines.keys.map(\.line)).union(fileMemory.keys.map(\.line))
-            let lastLine = max(source.count, numbers.max() ?? 0)
             var hidden = false
-            for number in 1...max(1, lastLine) {
+            for number in SourceFiles.lineNumbers(sourceCount: source.count, withData: numbers) {
                 let key = SourceLine(file: file, line: number)
                 let time = fileLines[key]
                 let memory = fileMemory[key]
@@ -195,8 +194,13 @@ public struct TableReport {
         let idle = profile.idleThreads.count
         if idle > 0 { notes.append("\(idle) thread(s) blocked for the whole run are not counted (--include-idle)") }
         let stats = profile.statistics
-        if stats.lateTicks > 0 || stats.failedTicks > 0 {
-            notes.append("\(stats.lateTicks) late tick(s), \(stats.failedTicks) unreadable sample(s)")
+        if stats.lateTicks > 0 { notes.append("\(stats.lateTicks) late tick(s) (the sampler could not keep the rate)") }
+        if stats.threadSamples > 0 {
+            notes.append(String(format: "%d of %d thread samples unreadable (%.2f%%): stacks that changed while read",
+                                stats.unreadableSamples, stats.threadSamples, 100 * stats.unreadableShare))
+        }
+        if stats.failedTicks > 0 {
+            notes.append("\(stats.failedTicks) tick(s) could not read the thread list (it changed while read)")
         }
         if let agent = profile.memory?.agent, agent.droppedSamples > 0 {
             notes.append("\(agent.droppedSamples) memory sample(s) dropped (ring full)")

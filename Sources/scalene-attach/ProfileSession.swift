@@ -113,9 +113,9 @@ struct ProfileSession {
             housekeeping: { memory?.poll() },
             status: { status in
                 guard showStatus else { return }
-                let line = String(format: "\r\u{1b}[K[scalene-attach] pid %d · %.1f s · %d samples · %.1f Hz · %d late · %d errors",
+                let line = String(format: "\r\u{1b}[K[scalene-attach] pid %d · %.1f s · %d samples · %.1f Hz · %d late · %d unreadable",
                                   target.pid, status.elapsed, status.ticks, status.effectiveRate, status.lateTicks,
-                                  status.failedTicks)
+                                  status.unreadableSamples + status.failedTicks)
                 line.withCString { _ = write(2, $0, strlen($0)) }
             })
         if showStatus { "\r\u{1b}[K".withCString { _ = write(2, $0, strlen($0)) } }

@@ -99,7 +99,8 @@ enum LayoutJSON {
             version: try version(try record.string("version")),
             runtime: RuntimeOffsets(
                 interpretersHead: try r.int("interpretersHead"), interpretersMain: r.optionalInt("interpretersMain"),
-                gilstateTstateCurrent: r.optionalInt("gilstateTstateCurrent"), size: try r.int("size")),
+                gilstateTstateCurrent: r.optionalInt("gilstateTstateCurrent"), size: try r.int("size"),
+                finalizing: r.optionalInt("finalizing")),
             interpreter: InterpreterOffsets(
                 next: try i.int("next"), id: try i.int("id"), threadsHead: try i.int("threadsHead"),
                 modules: try i.int("modules"), cevalGIL: i.optionalInt("cevalGIL"),
@@ -108,7 +109,8 @@ enum LayoutJSON {
             thread: ThreadOffsets(
                 next: try t.int("next"), interp: try t.int("interp"), frame: try t.int("frame"),
                 cframeCurrentFrame: t.optionalInt("cframeCurrentFrame"), threadID: try t.int("threadID"),
-                nativeThreadID: t.optionalInt("nativeThreadID"), size: try t.int("size")),
+                nativeThreadID: t.optionalInt("nativeThreadID"), size: try t.int("size"),
+                datastackChunk: t.optionalInt("datastackChunk"), stackChunk: try stackChunk(t)),
             frame: FrameOffsets(
                 previous: try f.int("previous"), code: try f.int("code"), instruction: try f.int("instruction"),
                 instructionField: try instructionField(try f.string("instructionField")),
@@ -120,6 +122,13 @@ enum LayoutJSON {
                 lineTableFormat: try lineTableFormat(try c.string("lineTableFormat")),
                 codeBytes: try codeBytes(try c.object("codeBytes")), size: try c.int("size")),
             objects: try objects(try record.object("objects")))
+    }
+
+    /// The `stackChunk` field of a record or of its thread offsets (nil before 3.11).
+    static func stackChunk(_ parent: JSONObject) throws -> StackChunkOffsets? {
+        guard parent.values["stackChunk"] is [String: Any] else { return nil }
+        let s = try parent.object("stackChunk")
+        return StackChunkOffsets(previous: try s.int("previous"), size: try s.int("size"), data: try s.int("data"))
     }
 
     static func objects(_ o: JSONObject) throws -> ObjectOffsets {

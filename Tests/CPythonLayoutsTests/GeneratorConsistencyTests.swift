@@ -35,6 +35,7 @@ import Testing
             #expect(entry.objects == (try LayoutJSON.objects(try record.object("objects"))))
             #expect(entry.allocator == (try LayoutJSON.allocator(try record.object("allocator"))))
             #expect(entry.frameOwnerCStack == record.optionalInt("frameOwnerCStack"))
+            #expect(entry.stackChunk == (try LayoutJSON.stackChunk(record)))
             #expect(entry.debugOffsetsSize == record.optionalInt("debugOffsetsSize"))
             if try record.string("layoutSource") == "headers" {
                 #expect(entry.layout == (try LayoutJSON.layout(record)), "\(version)")

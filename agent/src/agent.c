@@ -483,6 +483,9 @@ static void configure_sampling(const struct scalene_agent_config *c, pthread_key
     g_cfg.pymalloc_max_small = c->pymalloc_max_small;
     g_cfg.pool_shift = c->pymalloc_pool_size ? (uint32_t)__builtin_ctz(c->pymalloc_pool_size) : 0;
     g_cfg.frames = c->frames;
+    // _PyRuntime is a static object of the interpreter: always mapped, so a plain load is safe.
+    g_cfg.finalizing = c->runtime_finalizing && c->runtime_address
+                           ? (uintptr_t)c->runtime_address + c->runtime_finalizing : 0;
     g_cfg.tss_key = key;
     g_cfg.tss_ok = 1;
     sampling_new_epoch();

@@ -119,6 +119,13 @@ static void capture_frames(struct scalene_sample *rec) {
     rec->frame_count = 0;
     rec->flags = 0;
     if (!g_cfg.tss_ok) return;
+    // Once Py_Finalize has begun, the thread states of other (daemon) threads are freed while those
+    // threads may still run C code (their exit path allocates): their TSS slot would then point at
+    // freed memory. CPython sets this before it deletes any thread state.
+    if (g_cfg.finalizing && __atomic_load_n((const uintptr_t *)g_cfg.finalizing, __ATOMIC_RELAXED) != 0) {
+        rec->flags |= 2;
+        return;
+    }
     const struct scalene_frame_layout *L = &g_cfg.frames;
     uintptr_t ts = (uintptr_t)pthread_getspecific(g_cfg.tss_key);
     if (!plausible(ts)) return;
@@ -203,7 +210,14 @@ static NOINLINE void emit(struct agent_tls *t, uint32_t kind, uint64_t bytes, ui
     rec->python_bytes = python_bytes;
     rec->native_bytes = native_bytes;
     rec->pointer = (uint64_t)(uintptr_t)pointer;
-    capture_frames(rec);
+    if (kind == SCALENE_SAMPLE_MALLOC || kind == SCALENE_SAMPLE_COPY) {
+        capture_frames(rec);
+    } else {
+        // A free may be the one that releases this thread's own PyThreadState (thread exit): its
+        // frames are never read on the free path, and no report needs them.
+        rec->frame_count = 0;
+        rec->flags = 0;
+    }
     __atomic_store_n(&rec->sequence, w + 1, __ATOMIC_RELEASE);
 out:
     atomic_fetch_sub(&g_inflight, 1);

@@ -98,6 +98,7 @@ struct sampling_config {
     uint64_t pymalloc_max_small;
     pthread_key_t tss_key;          // CPython's gilstate TSS key (thread -> PyThreadState)
     int tss_ok;
+    uintptr_t finalizing;           // &_PyRuntime._finalizing (nonzero once Py_Finalize began), or 0
     struct scalene_frame_layout frames;
 } __attribute__((aligned(CACHELINE)));
 HIDDEN extern struct sampling_config g_cfg;

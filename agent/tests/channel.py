@@ -45,7 +45,7 @@ class AgentConfig(ctypes.Structure):
         ("pymalloc_max_small", u32),
         ("pymalloc_alignment", u32),
         ("heartbeat_timeout_ms", u32),
-        ("reserved0", u32),
+        ("runtime_finalizing", u32),
         ("frames", FrameLayout),
     ]
 

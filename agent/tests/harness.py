@@ -637,8 +637,9 @@ class Suite:
         check(within(freed, n * size, 0.15), "native free MB %.2f" % (freed / MB))
         check(any(x.pointer in sampled for x in sf), "no SAMPLED_FREE for a sampled allocation")
         check(all(x.pointer in sampled for x in sf), "SAMPLED_FREE for a pointer never sampled")
-        check(all(x.frames and x.frames[0][0] == id(native_free_workload.__code__) for x in sf),
-              "SAMPLED_FREE without the freeing frame")
+        # Frees are never walked (the freeing thread may be releasing its own thread state).
+        check(all(not x.frames for x in sf), "SAMPLED_FREE carries frames")
+        check(all(not x.frames for x in win if x.kind == proto.SAMPLE_FREE), "FREE carries frames")
 
         # A deep stack is cut at SCALENE_MAX_FRAMES with flag bit 0.
         t0 = mono_ns()

@@ -24,7 +24,7 @@ int main(void) {
     F(scalene_agent_config, copy_window); F(scalene_agent_config, python_hex_version);
     F(scalene_agent_config, pymalloc_pool_size); F(scalene_agent_config, pymalloc_max_small);
     F(scalene_agent_config, pymalloc_alignment); F(scalene_agent_config, heartbeat_timeout_ms);
-    F(scalene_agent_config, reserved0); F(scalene_agent_config, frames);
+    F(scalene_agent_config, runtime_finalizing); F(scalene_agent_config, frames);
     F(scalene_raw_frame, code); F(scalene_raw_frame, instr);
     F(scalene_sample, sequence); F(scalene_sample, kind); F(scalene_sample, tid);
     F(scalene_sample, timestamp_ns); F(scalene_sample, bytes); F(scalene_sample, python_bytes);

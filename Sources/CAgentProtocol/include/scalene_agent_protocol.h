@@ -59,7 +59,8 @@ struct scalene_agent_config {
     uint32_t pymalloc_max_small;  // largest request pymalloc serves itself (SMALL_REQUEST_THRESHOLD)
     uint32_t pymalloc_alignment;  // pymalloc's size-class granularity (ALIGNMENT)
     uint32_t heartbeat_timeout_ms;// disarm when the attacher's heartbeat is older than this
-    uint32_t reserved0;
+    uint32_t runtime_finalizing;  // offset in _PyRuntime of the pointer that becomes nonzero when
+                                  // Py_Finalize starts (no frames are read from then on); 0: unknown
     struct scalene_frame_layout frames;
 };
 
@@ -70,12 +71,14 @@ enum scalene_sample_kind {
     SCALENE_SAMPLE_COPY = 3,         // bytes copied by memcpy/memmove crossed the copy window
     SCALENE_SAMPLE_SAMPLED_FREE = 4, // the allocation that triggered an earlier MALLOC sample was freed
 };
-// A sample's frames are those of the thread that allocated, freed or copied (for SAMPLED_FREE: the
-// thread that freed). frame_count 0 means the thread has no Python thread state (native bucket).
+// A MALLOC or COPY sample carries the frames of the thread that allocated or copied; FREE and
+// SAMPLED_FREE samples carry none (a free can run while the thread's own state is being deleted).
+// frame_count 0 on a MALLOC or COPY sample: the thread has no Python thread state (native bucket).
 
 struct scalene_raw_frame {
     uint64_t code;   // address of the code object
-    uint64_t instr;  // the raw instruction field, as read (zero-extended)
+    uint64_t instr;  // the raw instruction field: an instruction pointer, or f_lasti (a C int)
+                     // sign-extended, so that -1 ("not started") stays -1
 };
 
 struct scalene_sample {
@@ -90,7 +93,8 @@ struct scalene_sample {
     uint64_t native_bytes;    // ... and those from native code (malloc and friends)
     uint64_t pointer;         // MALLOC: the allocation that crossed the window; SAMPLED_FREE: that pointer
     uint32_t frame_count;     // 0: the thread has no Python frame (native bucket)
-    uint32_t flags;           // bit 0: stack truncated at SCALENE_MAX_FRAMES
+    uint32_t flags;           // bit 0: stack truncated at SCALENE_MAX_FRAMES; bit 1: no frames read
+                              // because the interpreter is finalizing
     struct scalene_raw_frame frames[SCALENE_MAX_FRAMES]; // innermost first
 };
 

@@ -9,7 +9,13 @@ extension LayoutTables {
             prefix: "/root/.pyenv/versions/3.8.18",
             layout: PythonLayout(
                 version: PythonVersion(major: 3, minor: 8, micro: 18),
-                runtime: RuntimeOffsets(interpretersHead: 32, interpretersMain: 40, gilstateTstateCurrent: 1368, size: 1464),
+                runtime: RuntimeOffsets(
+                    interpretersHead: 32,
+                    interpretersMain: 40,
+                    gilstateTstateCurrent: 1368,
+                    size: 1464,
+                    finalizing: 16
+                ),
                 interpreter: InterpreterOffsets(
                     next: 0,
                     id: 16,
@@ -27,7 +33,9 @@ extension LayoutTables {
                     cframeCurrentFrame: nil,
                     threadID: 176,
                     nativeThreadID: nil,
-                    size: 264
+                    size: 264,
+                    datastackChunk: nil,
+                    stackChunk: nil
                 ),
                 frame: FrameOffsets(
                     previous: 24,
@@ -61,6 +69,7 @@ extension LayoutTables {
                 cond: 32
             ),
             frameOwnerCStack: nil,
+            stackChunk: nil,
             debugOffsetsSize: nil,
             interpretersMainFromHead: nil
         ),
@@ -69,7 +78,13 @@ extension LayoutTables {
             prefix: "/root/.pyenv/versions/3.9.18",
             layout: PythonLayout(
                 version: PythonVersion(major: 3, minor: 9, micro: 18),
-                runtime: RuntimeOffsets(interpretersHead: 32, interpretersMain: 40, gilstateTstateCurrent: 568, size: 656),
+                runtime: RuntimeOffsets(
+                    interpretersHead: 32,
+                    interpretersMain: 40,
+                    gilstateTstateCurrent: 568,
+                    size: 656,
+                    finalizing: 16
+                ),
                 interpreter: InterpreterOffsets(
                     next: 0,
                     id: 24,
@@ -87,7 +102,9 @@ extension LayoutTables {
                     cframeCurrentFrame: nil,
                     threadID: 176,
                     nativeThreadID: nil,
-                    size: 264
+                    size: 264,
+                    datastackChunk: nil,
+                    stackChunk: nil
                 ),
                 frame: FrameOffsets(
                     previous: 24,
@@ -121,6 +138,7 @@ extension LayoutTables {
                 cond: 32
             ),
             frameOwnerCStack: nil,
+            stackChunk: nil,
             debugOffsetsSize: nil,
             interpretersMainFromHead: nil
         ),
@@ -129,7 +147,13 @@ extension LayoutTables {
             prefix: "/root/.pyenv/versions/3.10.13",
             layout: PythonLayout(
                 version: PythonVersion(major: 3, minor: 10, micro: 13),
-                runtime: RuntimeOffsets(interpretersHead: 32, interpretersMain: 40, gilstateTstateCurrent: 568, size: 672),
+                runtime: RuntimeOffsets(
+                    interpretersHead: 32,
+                    interpretersMain: 40,
+                    gilstateTstateCurrent: 568,
+                    size: 672,
+                    finalizing: 16
+                ),
                 interpreter: InterpreterOffsets(
                     next: 0,
                     id: 24,
@@ -147,7 +171,9 @@ extension LayoutTables {
                     cframeCurrentFrame: nil,
                     threadID: 176,
                     nativeThreadID: nil,
-                    size: 280
+                    size: 280,
+                    datastackChunk: nil,
+                    stackChunk: nil
                 ),
                 frame: FrameOffsets(
                     previous: 24,
@@ -181,6 +207,7 @@ extension LayoutTables {
                 cond: 32
             ),
             frameOwnerCStack: nil,
+            stackChunk: nil,
             debugOffsetsSize: nil,
             interpretersMainFromHead: nil
         ),
@@ -189,7 +216,13 @@ extension LayoutTables {
             prefix: "/usr",
             layout: PythonLayout(
                 version: PythonVersion(major: 3, minor: 11, micro: 2),
-                runtime: RuntimeOffsets(interpretersHead: 40, interpretersMain: 48, gilstateTstateCurrent: 576, size: 166688),
+                runtime: RuntimeOffsets(
+                    interpretersHead: 40,
+                    interpretersMain: 48,
+                    gilstateTstateCurrent: 576,
+                    size: 166688,
+                    finalizing: 24
+                ),
                 interpreter: InterpreterOffsets(
                     next: 0,
                     id: 48,
@@ -207,7 +240,9 @@ extension LayoutTables {
                     cframeCurrentFrame: 8,
                     threadID: 152,
                     nativeThreadID: 160,
-                    size: 360
+                    size: 360,
+                    datastackChunk: 296,
+                    stackChunk: StackChunkOffsets(previous: 0, size: 8, data: 24)
                 ),
                 frame: FrameOffsets(
                     previous: 48,
@@ -241,6 +276,7 @@ extension LayoutTables {
                 cond: 32
             ),
             frameOwnerCStack: nil,
+            stackChunk: StackChunkOffsets(previous: 0, size: 8, data: 24),
             debugOffsetsSize: nil,
             interpretersMainFromHead: nil
         ),
@@ -249,7 +285,13 @@ extension LayoutTables {
             prefix: "/root/.pyenv/versions/3.11.7",
             layout: PythonLayout(
                 version: PythonVersion(major: 3, minor: 11, micro: 7),
-                runtime: RuntimeOffsets(interpretersHead: 40, interpretersMain: 48, gilstateTstateCurrent: 576, size: 166688),
+                runtime: RuntimeOffsets(
+                    interpretersHead: 40,
+                    interpretersMain: 48,
+                    gilstateTstateCurrent: 576,
+                    size: 166688,
+                    finalizing: 24
+                ),
                 interpreter: InterpreterOffsets(
                     next: 0,
                     id: 48,
@@ -267,7 +309,9 @@ extension LayoutTables {
                     cframeCurrentFrame: 8,
                     threadID: 152,
                     nativeThreadID: 160,
-                    size: 360
+                    size: 360,
+                    datastackChunk: 296,
+                    stackChunk: StackChunkOffsets(previous: 0, size: 8, data: 24)
                 ),
                 frame: FrameOffsets(
                     previous: 48,
@@ -301,6 +345,7 @@ extension LayoutTables {
                 cond: 32
             ),
             frameOwnerCStack: nil,
+            stackChunk: StackChunkOffsets(previous: 0, size: 8, data: 24),
             debugOffsetsSize: nil,
             interpretersMainFromHead: nil
         ),
@@ -309,7 +354,13 @@ extension LayoutTables {
             prefix: "/root/.pyenv/versions/3.12.1",
             layout: PythonLayout(
                 version: PythonVersion(major: 3, minor: 12, micro: 1),
-                runtime: RuntimeOffsets(interpretersHead: 40, interpretersMain: 48, gilstateTstateCurrent: nil, size: 459944),
+                runtime: RuntimeOffsets(
+                    interpretersHead: 40,
+                    interpretersMain: 48,
+                    gilstateTstateCurrent: nil,
+                    size: 459944,
+                    finalizing: 24
+                ),
                 interpreter: InterpreterOffsets(
                     next: 0,
                     id: 8,
@@ -327,7 +378,9 @@ extension LayoutTables {
                     cframeCurrentFrame: 0,
                     threadID: 136,
                     nativeThreadID: 144,
-                    size: 288
+                    size: 288,
+                    datastackChunk: 232,
+                    stackChunk: StackChunkOffsets(previous: 0, size: 8, data: 24)
                 ),
                 frame: FrameOffsets(
                     previous: 8,
@@ -361,6 +414,7 @@ extension LayoutTables {
                 cond: 32
             ),
             frameOwnerCStack: 3,
+            stackChunk: StackChunkOffsets(previous: 0, size: 8, data: 24),
             debugOffsetsSize: nil,
             interpretersMainFromHead: nil
         ),
@@ -378,6 +432,7 @@ extension LayoutTables {
                 cond: 32
             ),
             frameOwnerCStack: 3,
+            stackChunk: StackChunkOffsets(previous: 0, size: 8, data: 24),
             debugOffsetsSize: 584,
             interpretersMainFromHead: 8
         ),
