@@ -16,12 +16,24 @@ let package = Package(
         .systemLibrary(name: "CLibElf", pkgConfig: "libelf", providers: [.apt(["libelf-dev"])]),
         // The wire format shared with the injected C agent (header only; the agent includes it too).
         .target(name: "CAgentProtocol"),
+        // perf_event_open, its mmap ring and a libunwind address space over copied stacks. libunwind
+        // (remote API, libunwind-x86_64) and its liblzma dependency are linked statically, so the tool
+        // needs neither at run time. Debian builds libunwind.a without -fPIC, so whatever links it is
+        // a position-dependent executable (-no-pie), as Debian's own python3 is.
+        .target(
+            name: "CNativeStacks",
+            linkerSettings: [.linkedLibrary("stdc++"), // __cxa_demangle
+                             .unsafeFlags(["-Xclang-linker", "-no-pie",
+                                           "-Xlinker", "-l:libunwind-x86_64.a", "-Xlinker", "-l:libunwind.a",
+                                           "-Xlinker", "-l:liblzma.a"])]
+        ),
 
         .target(name: "RemoteProcess", dependencies: ["CScaleneSys"]),
         .target(name: "ELFSymbols", dependencies: ["CLibElf", "RemoteProcess"]),
         .target(name: "CPythonLayouts"),
         .target(name: "PythonInspector", dependencies: ["RemoteProcess", "ELFSymbols", "CPythonLayouts"]),
-        .target(name: "Profiler", dependencies: ["RemoteProcess", "PythonInspector", "CScaleneSys"]),
+        .target(name: "NativeStacks", dependencies: ["CNativeStacks", "ELFSymbols", "RemoteProcess", "CScaleneSys"]),
+        .target(name: "Profiler", dependencies: ["RemoteProcess", "PythonInspector", "NativeStacks", "CScaleneSys"]),
         .target(name: "Injector", dependencies: ["RemoteProcess", "ELFSymbols", "PythonInspector", "Profiler", "CAgentProtocol", "CScaleneSys"]),
         .target(name: "Reports", dependencies: ["Profiler", "PythonInspector"]),
         // The readers that take remote bytes, driven by arbitrary input (libFuzzer and corpus replay).
@@ -30,13 +42,15 @@ let package = Package(
         .executableTarget(
             name: "scalene-attach",
             dependencies: [
-                "RemoteProcess", "PythonInspector", "Profiler", "Injector", "Reports", "CScaleneSys",
+                "RemoteProcess", "PythonInspector", "Profiler", "Injector", "Reports", "NativeStacks", "CScaleneSys",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
 
         .testTarget(name: "RemoteProcessTests", dependencies: ["RemoteProcess", "CScaleneSys"]),
         .testTarget(name: "ELFSymbolsTests", dependencies: ["ELFSymbols"]),
+        .testTarget(name: "ProfilerTests", dependencies: ["Profiler"]),
+        .testTarget(name: "NativeStacksTests", dependencies: ["NativeStacks", "RemoteProcess", "CScaleneSys"]),
         .testTarget(name: "CPythonLayoutsTests", dependencies: ["CPythonLayouts"]),
         .testTarget(name: "PythonInspectorTests", dependencies: ["PythonInspector", "RemoteProcess", "CPythonLayouts"]),
         .testTarget(name: "IntegrationTests", dependencies: ["PythonInspector", "RemoteProcess"]),

@@ -14,6 +14,8 @@ public enum LayoutTables {
         public var objects: ObjectOffsets
         /// pymalloc constants.
         public var allocator: AllocatorConstants
+        /// Where the GIL's mutex and condition variable are.
+        public var gil: GILOffsets
         /// `FRAME_OWNED_BY_CSTACK` (3.12–3.14): the owner value of the interpreter's C-stack shim frames.
         public var frameOwnerCStack: Int?
         /// `FRAME_OWNED_BY_INTERPRETER` (3.14+): the owner value of entry, sentinel and base frames.
@@ -30,14 +32,15 @@ public enum LayoutTables {
         public var interpretersMainFromHead: Int?
 
         public init(version: PythonVersion, prefix: String, layout: PythonLayout?, objects: ObjectOffsets,
-                    allocator: AllocatorConstants, frameOwnerCStack: Int?, frameOwnerInterpreter: Int? = nil,
-                    frameCodeTagBits: Int = 0, stackChunk: StackChunkOffsets? = nil, debugOffsetsSize: Int?,
-                    interpretersMainFromHead: Int?) {
+                    allocator: AllocatorConstants, gil: GILOffsets, frameOwnerCStack: Int?,
+                    frameOwnerInterpreter: Int? = nil, frameCodeTagBits: Int = 0, stackChunk: StackChunkOffsets? = nil,
+                    debugOffsetsSize: Int?, interpretersMainFromHead: Int?) {
             self.version = version
             self.prefix = prefix
             self.layout = layout
             self.objects = objects
             self.allocator = allocator
+            self.gil = gil
             self.frameOwnerCStack = frameOwnerCStack
             self.frameOwnerInterpreter = frameOwnerInterpreter
             self.frameCodeTagBits = frameCodeTagBits
@@ -79,6 +82,11 @@ public enum LayoutTables {
         entry(for: version)?.allocator
     }
 
+    /// The GIL's layout for `version`, nil for unsupported versions.
+    public static func gil(for version: PythonVersion) -> GILOffsets? {
+        entry(for: version)?.gil
+    }
+
     /// `FRAME_OWNED_BY_CSTACK` of `version`; nil before 3.12 (no such owner) and for unsupported versions.
     public static func frameOwnerCStack(for version: PythonVersion) -> Int? {
         entry(for: version)?.frameOwnerCStack
@@ -92,5 +100,26 @@ public enum LayoutTables {
             if !result.contains(minor) { result.append(minor) }
         }
         return result.sorted()
+    }
+}
+
+/// `struct _gil_runtime_state`: enough to tell a thread blocked on the GIL. A thread waiting for the
+/// GIL sleeps in a futex on `cond` (timed waits of the switch interval) or on `mutex`.
+public struct GILOffsets: Sendable, Equatable {
+    /// Before 3.12: offset of `ceval.gil` (embedded) in `_PyRuntimeState`; nil from 3.12, where
+    /// `interp->ceval.gil` points at it.
+    public var runtimeOffset: Int?
+    /// `sizeof(struct _gil_runtime_state)`.
+    public var size: Int
+    public var locked: Int
+    public var mutex: Int
+    public var cond: Int
+
+    public init(runtimeOffset: Int?, size: Int, locked: Int, mutex: Int, cond: Int) {
+        self.runtimeOffset = runtimeOffset
+        self.size = size
+        self.locked = locked
+        self.mutex = mutex
+        self.cond = cond
     }
 }

@@ -1,3 +1,4 @@
+import NativeStacks
 import PythonInspector
 
 /// Interns what the sampler sees into small integers: code objects (by address and identity),
@@ -26,6 +27,15 @@ final class LocationTable {
     private var lineIndex: [LocationKey: Int] = [:]
     private(set) var stacks: [[StackFrame]] = []
     private var stackIndex: [[LocationKey]: Int] = [:]
+
+    /// One frame of a merged native + Python stack key.
+    enum MergedKey: Hashable {
+        case python(LocationKey)
+        case native(NativeFunction)
+    }
+    private var mergedIndex: [[MergedKey]: Int] = [:]
+    /// Distinct merged stacks kept, at most; beyond, samples keep their Python-only stack.
+    static let mergedCapacity = 200_000
     let filter: FileFilter
     /// The target's working directory: Python 3.8 keeps a script's path as typed (possibly
     /// relative); reports need the absolute path.
@@ -67,6 +77,36 @@ final class LocationTable {
             if codes[code].profiled { return location(code: code, line: frame.line) }
         }
         return nil
+    }
+
+    /// The stack with the native frames of `native` merged in (see `StackMerger`), outermost first,
+    /// as an interned index into `stacks`; nil once the table of merged stacks is full.
+    func mergedStack(_ frames: [ResolvedFrame], native: NativeStack) -> Int? {
+        let merged = StackMerger.merge(native: native.frames, pythonEntries: frames.map(\.isEntry))
+        var key = [MergedKey]()
+        key.reserveCapacity(merged.count)
+        for element in merged.reversed() {
+            switch element {
+            case .python(let index):
+                key.append(.python(LocationKey(code: code(for: frames[index].code), line: frames[index].line)))
+            case .native(let frame):
+                key.append(.native(frame.function))
+            }
+        }
+        if let index = mergedIndex[key] { return index }
+        guard mergedIndex.count < Self.mergedCapacity else { return nil }
+        let index = stacks.count
+        stacks.append(key.map { element in
+            switch element {
+            case .python(let location):
+                return StackFrame(file: codes[location.code].info.filename, function: codes[location.code].info.qualname,
+                                  line: location.line)
+            case .native(let function):
+                return StackFrame(file: function.object, function: function.name, line: 0, isNative: true)
+            }
+        })
+        mergedIndex[key] = index
+        return index
     }
 
     /// The whole stack, outermost first, as an interned index.

@@ -1,4 +1,5 @@
 import CPythonLayouts
+import NativeStacks
 
 /// A place in the source: where time and memory land.
 public struct SourceLine: Hashable, Sendable, Comparable {
@@ -33,14 +34,19 @@ public struct FunctionID: Hashable, Sendable, Comparable {
 
 /// One frame of a sampled stack (for flame graphs).
 public struct StackFrame: Hashable, Sendable {
+    /// The source file, or for a native frame the object (`libz.so.1`).
     public var file: String
     public var function: String
+    /// 0 for native frames.
     public var line: Int
+    /// A frame of compiled code (from `--native` stacks).
+    public var isNative: Bool
 
-    public init(file: String, function: String, line: Int) {
+    public init(file: String, function: String, line: Int, isNative: Bool = false) {
         self.file = file
         self.function = function
         self.line = line
+        self.isNative = isNative
     }
 }
 
@@ -67,8 +73,30 @@ public struct LineTime: Sendable, Equatable {
     public var sampleTimes: [Double] = []
     /// The function the line belongs to (its innermost profiled frame's code object).
     public var function: FunctionID?
+    /// Native stack samples on this line whose CPU was outside the interpreter, by the function the
+    /// CPU was in (at most `NativeTally.capacity` functions; the rest are counted in `otherNative`).
+    public var nativeFunctions: [NativeFunction: Int] = [:]
+    public var otherNative = 0
 
     public init() {}
+
+    /// Native samples on the line outside the interpreter.
+    public var nativeSamples: Int { nativeFunctions.values.reduce(otherNative, +) }
+
+    /// The functions with the most native samples, with their share of the line's native samples.
+    public func hottestNative(_ count: Int) -> [(function: NativeFunction, share: Double)] {
+        let total = Double(max(1, nativeSamples))
+        return nativeFunctions.sorted { $0.value != $1.value ? $0.value > $1.value : $0.key < $1.key }
+            .prefix(count).map { ($0.key, Double($0.value) / total) }
+    }
+
+    mutating func recordNative(_ function: NativeFunction) {
+        if nativeFunctions[function] != nil || nativeFunctions.count < NativeTally.capacity {
+            nativeFunctions[function, default: 0] += 1
+        } else {
+            otherNative += 1
+        }
+    }
 
     /// Adds one attributed share of a sample taken at `time` (seconds since the start).
     mutating func record(_ share: Attribution.Share, at time: Double) {
@@ -84,6 +112,48 @@ public struct LineTime: Sendable, Equatable {
         samples += other.samples
         sampleTimes = Reservoir.merged(sampleTimes, other.sampleTimes)
         if function == nil { function = other.function }
+        otherNative += other.otherNative
+        for (function, count) in other.nativeFunctions {
+            if nativeFunctions[function] != nil || nativeFunctions.count < NativeTally.capacity {
+                nativeFunctions[function, default: 0] += count
+            } else {
+                otherNative += count
+            }
+        }
+    }
+}
+
+/// Bounds of the per-line native function tallies.
+public enum NativeTally {
+    public static let capacity = 32
+}
+
+/// How a profile told Python from native time.
+public enum CPUClassification: Sendable, Equatable {
+    /// The innermost frame at a call instruction, or running without the GIL (Scalene's rule).
+    case opcodeAndGIL
+    /// Where the sampled instruction pointer was (native stack samples), by this method; the
+    /// opcode/GIL rule only for intervals no sample tells about.
+    case instructionPointer(NativeMethod)
+}
+
+/// What the native sampler contributed to a profile.
+public struct NativeSummary: Sendable, Equatable {
+    public var method: NativeMethod
+    public var statistics: NativeStatistics
+    /// Sampling intervals (thread × tick with user CPU) classified by native samples, by a sample
+    /// carried from the previous interval at the same line, and by the opcode/GIL rule.
+    public var sampledIntervals = 0
+    public var carriedIntervals = 0
+    public var opcodeRuleIntervals = 0
+    /// Intervals much longer than the sampling period, whose samples were not used (see the README).
+    public var lateIntervals = 0
+    /// Why the perf sampler could not be used, when the ptrace fallback was.
+    public var fallbackReason: String?
+
+    public init(method: NativeMethod, statistics: NativeStatistics) {
+        self.method = method
+        self.statistics = statistics
     }
 }
 
@@ -195,6 +265,11 @@ public struct Profile: Sendable {
     public var statistics: SamplerStatistics
     public var end: ProfileEnd
     public var memory: MemoryProfile?
+    public var classification: CPUClassification = .opcodeAndGIL
+    /// Set with `--native`.
+    public var native: NativeSummary?
+    /// Whether GIL waits could be told from outside (the GIL's address is known for the version).
+    public var gilWaitMeasured = false
 
     public init(pid: Int32, pythonVersion: PythonVersion, arguments: [String], program: String?, startEpoch: Double,
                 startMonotonic: Double, elapsed: Double, threads: [ThreadProfile], filter: FileFilter,

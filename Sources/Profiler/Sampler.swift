@@ -1,5 +1,6 @@
 import CPythonLayouts
 import CScaleneSys
+import NativeStacks
 import PythonInspector
 import RemoteProcess
 #if canImport(Glibc)
@@ -40,7 +41,7 @@ public final class Sampler {
     public var options: SamplerOptions
     private let observer: InterpreterObserver<RemoteMemory>
     private let names: ThreadNameReader<RemoteMemory>
-    private let table: LocationTable
+    let table: LocationTable
     /// Kernel thread ids, translated from the target's PID namespace to ours.
     public let threadIDs: ThreadIDTracker
     private var tracks: [Int32: ThreadTrack] = [:]
@@ -56,6 +57,11 @@ public final class Sampler {
     public let startEpoch: Double
     private var lastTick: UInt64
     private var samplerCPUStart: Double
+    /// Native stack samples (`--native`): where the CPU was, and the native frames under each line.
+    private let native: NativeStackSource?
+    var nativeSummary: NativeSummary?
+    /// The GIL's memory: a thread blocked in a futex there waits for the GIL (found once).
+    private var gilState: Range<UInt64>??
 
     /// Per-thread state between ticks.
     final class ThreadTrack {
@@ -72,6 +78,11 @@ public final class Sampler {
         var cpuDebt: Double = 0
         var last: Endpoint
         var lastStack: Int?
+        /// The Python frames of the last observation (merged with native samples that land there).
+        var lastFrames: [ResolvedFrame] = []
+        /// What native samples said about this thread's user time at each place (location index,
+        /// -1 outside profiled files; a moving average): carried to intervals no sample tells about.
+        var nativeFractionAt: [Int: Double] = [:]
         var lastSeenTick: Int
         /// The tick the thread was first seen at: only names read since then are its own.
         let firstTick: Int
@@ -95,9 +106,17 @@ public final class Sampler {
         }
     }
 
-    public init(target: PythonTarget, options: SamplerOptions) {
+    /// - Parameter native: a native stack sampler (`--native`); without one, user time is split by
+    ///   the opcode/GIL rule alone.
+    public init(target: PythonTarget, options: SamplerOptions, native: NativeStackSource? = nil,
+                nativeFallbackReason: String? = nil) {
         self.target = target
         self.options = options
+        self.native = native
+        if let native {
+            nativeSummary = NativeSummary(method: native.method, statistics: native.statistics)
+            nativeSummary?.fallbackReason = nativeFallbackReason
+        }
         observer = InterpreterObserver(memory: target.memory, layout: target.layout, opcodes: target.opcodes,
                                        runtimeAddress: target.runtimeAddress, codeType: target.codeTypeAddress,
                                        maximumDepth: 512)
@@ -200,11 +219,18 @@ public final class Sampler {
                 namesTick = statistics.ticks
             }
         }
+        if gilState == nil {
+            gilState = .some((try? observer.mainInterpreter()).flatMap { observer.threads.gilState(interpreter: $0) })
+        }
         if now - lastRevalidation > 1_000_000_000 {
             lastRevalidation = now
             observer.stacks.revalidateCache()
         }
         let sinceStart = Double(now - startMonotonic) / 1e9
+        var nativeStacks = [Int32: [NativeStack]]()
+        if let native {
+            for stack in native.collect(now: now, running: Array(tracks.keys)) { nativeStacks[stack.tid, default: []].append(stack) }
+        }
         for observation in observations {
             if observation.unmapped { statistics.unmappedThreadSamples += 1 }
             guard let tid = observation.tid, !options.excludedThreads.contains(tid) else { continue }
@@ -216,21 +242,25 @@ public final class Sampler {
             if let track = tracks[tid], track.pthreadID == observation.pthreadID {
                 guard let reading = track.clock.read() else { continue }
                 let endpoint = Endpoint(location: location, running: reading.isRunning,
-                                        native: Self.isNative(observation, running: reading.isRunning))
+                                        native: Self.isNative(observation, running: reading.isRunning),
+                                        waitingForGIL: waitsForGIL(track.clock, running: reading.isRunning))
                 attribute(track, reading: reading, endpoint: endpoint, stack: stack, now: now, sinceStart: sinceStart,
-                          observation: observation)
+                          observation: observation, nativeStacks: nativeStacks[tid] ?? [])
                 if namesTick >= track.firstTick, let name = threadNames[observation.pthreadID] { track.profile.name = name }
             } else {
                 if let old = tracks[tid] { retire(old) }
                 guard let clock = ThreadClock(pid: target.pid, tid: tid), let reading = clock.read() else { continue }
                 let endpoint = Endpoint(location: location, running: reading.isRunning,
-                                        native: Self.isNative(observation, running: reading.isRunning))
+                                        native: Self.isNative(observation, running: reading.isRunning),
+                                        waitingForGIL: waitsForGIL(clock, running: reading.isRunning))
                 let name = namesTick >= statistics.ticks ? threadNames[observation.pthreadID] : nil
                 var profile = ThreadProfile(tid: tid, name: name)
                 profile.namespaceTID = observation.namespaceTID
-                tracks[tid] = ThreadTrack(clock: clock, profile: profile,
-                                          time: now, reading: reading, endpoint: endpoint, stack: stack,
-                                          tick: statistics.ticks, pthreadID: observation.pthreadID)
+                let track = ThreadTrack(clock: clock, profile: profile,
+                                        time: now, reading: reading, endpoint: endpoint, stack: stack,
+                                        tick: statistics.ticks, pthreadID: observation.pthreadID)
+                track.lastFrames = observation.frames
+                tracks[tid] = track
             }
         }
         // Threads gone from the interpreter for a few ticks have ended.
@@ -241,6 +271,14 @@ public final class Sampler {
         return true
     }
 
+    /// Whether a thread that is not running is blocked in a futex on the GIL's own mutex or
+    /// condition variable. (A runnable thread without the GIL may be about to take it, or running
+    /// native code that released it, numpy under BINARY_OP for one: it is not counted.)
+    func waitsForGIL(_ clock: ThreadClock, running: Bool) -> Bool {
+        guard !running, let range = gilState ?? nil, let futex = clock.blockedFutex() else { return false }
+        return range.contains(futex)
+    }
+
     /// User time at this observation counts as native when the innermost frame is inside a call,
     /// or when the thread runs without holding the GIL.
     static func isNative(_ observation: ThreadObservation, running: Bool) -> Bool {
@@ -249,7 +287,7 @@ public final class Sampler {
     }
 
     private func attribute(_ track: ThreadTrack, reading: ThreadClock.Reading, endpoint: Endpoint, stack: Int?,
-                           now: UInt64, sinceStart: Double, observation: ThreadObservation) {
+                           now: UInt64, sinceStart: Double, observation: ThreadObservation, nativeStacks: [NativeStack]) {
         let wall = Double(now &- track.lastTime) / 1e9
         let cpuNanoseconds = reading.cpuNanoseconds >= track.lastCPU ? reading.cpuNanoseconds - track.lastCPU : 0
         track.cpuDebt += Double(cpuNanoseconds) / 1e9
@@ -260,7 +298,13 @@ public final class Sampler {
         }
         let kernel = min(track.kernelDebt, cpu)
         track.kernelDebt -= kernel
-        let shares = Attribution.split(earlier: track.last, later: endpoint, wall: wall, cpu: cpu, kernel: kernel)
+        var nativeSplit: NativeSplit?
+        if native != nil {
+            nativeSplit = splitNative(nativeStacks, track: track, later: endpoint, laterFrames: observation.frames, now: now,
+                                      hasUserTime: cpu > kernel)
+        }
+        let shares = Attribution.split(earlier: track.last, later: endpoint, wall: wall, cpu: cpu, kernel: kernel,
+                                       native: nativeSplit?.fractions)
         for share in shares {
             let time = share.fromEarlier ? sinceStart - wall : sinceStart
             if let location = share.location {
@@ -269,11 +313,24 @@ public final class Sampler {
             } else {
                 track.profile.outside += share.split
             }
-            if let stackIndex = share.fromEarlier ? track.lastStack : stack {
-                track.stackTime[stackIndex, default: StackTime()].time += share.split
+            // With native samples in this share, its time is spread over their merged stacks.
+            let merged = (share.fromEarlier ? nativeSplit?.earlierStacks : nativeSplit?.laterStacks) ?? []
+            let weighted: [(Int, TimeSplit)]
+            if !merged.isEmpty {
+                var part = share.split
+                let scale = 1 / Double(merged.count)
+                part.python *= scale; part.native *= scale; part.system *= scale; part.gilWait *= scale
+                weighted = merged.map { ($0, part) }
+            } else if let stackIndex = share.fromEarlier ? track.lastStack : stack {
+                weighted = [(stackIndex, share.split)]
+            } else {
+                weighted = []
+            }
+            for (stackIndex, part) in weighted {
+                track.stackTime[stackIndex, default: StackTime()].time += part
                 track.stackTime[stackIndex, default: StackTime()].samples += 1
                 if options.recordTimeline && track.profile.timeline.count < 2_000_000 {
-                    track.profile.timeline.append((stackIndex, share.split.total))
+                    track.profile.timeline.append((stackIndex, part.total))
                 }
             }
         }
@@ -287,6 +344,7 @@ public final class Sampler {
         track.lastSystemTicks = reading.systemTicks
         track.last = endpoint
         track.lastStack = stack
+        track.lastFrames = observation.frames
         track.lastSeenTick = statistics.ticks
     }
 
@@ -321,11 +379,18 @@ public final class Sampler {
         if let relative = program, relative.hasSuffix(".py"), !relative.hasPrefix("/"), let cwd = table.workingDirectory {
             program = cwd + "/" + relative
         }
-        return Profile(pid: target.pid, pythonVersion: target.version, arguments: arguments,
-                       program: program, startEpoch: startEpoch,
-                       startMonotonic: Double(startMonotonic) / 1e9, elapsed: Double(max(now, lastTick) - startMonotonic) / 1e9,
-                       threads: threads, filter: options.filter, includeIdle: options.includeIdle, statistics: stats,
-                       end: end)
+        var profile = Profile(pid: target.pid, pythonVersion: target.version, arguments: arguments,
+                              program: program, startEpoch: startEpoch,
+                              startMonotonic: Double(startMonotonic) / 1e9, elapsed: Double(max(now, lastTick) - startMonotonic) / 1e9,
+                              threads: threads, filter: options.filter, includeIdle: options.includeIdle, statistics: stats,
+                              end: end)
+        if let native, var summary = nativeSummary {
+            summary.statistics = native.statistics
+            profile.native = summary
+            profile.classification = .instructionPointer(native.method)
+        }
+        profile.gilWaitMeasured = (gilState ?? nil) != nil
+        return profile
     }
 
     /// The script in a Python command line: the first argument after the interpreter that is not an option.

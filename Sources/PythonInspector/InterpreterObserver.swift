@@ -62,8 +62,11 @@ public final class InterpreterObserver<Memory: ProcessMemory> {
         var walk = stacks.walk(from: start)
         var frames = [ResolvedFrame]()
         frames.reserveCapacity(walk.frames.count)
-        for raw in walk.frames {
-            if let resolved = stacks.resolve(raw) { frames.append(resolved) } else { walk.incomplete = true }
+        for (index, raw) in walk.frames.enumerated() {
+            if var resolved = stacks.resolve(raw) {
+                resolved.isEntry = index < walk.entries.count && walk.entries[index]
+                frames.append(resolved)
+            } else { walk.incomplete = true }
         }
         return (walk, frames)
     }

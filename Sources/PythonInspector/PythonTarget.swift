@@ -31,6 +31,15 @@ public struct PythonTarget: Sendable {
     }()
 
     public var pid: Int32 { process.pid }
+
+    /// The objects (paths as the target sees them) that are the interpreter's own code: libpython
+    /// where the interpreter is a shared library, and the executable, which is the interpreter itself
+    /// when it is linked statically and only its `main` otherwise.
+    public var interpreterPaths: Set<String> {
+        var paths: Set<String> = [binary.path]
+        if let executable = try? process.executablePath() { paths.insert(executable) }
+        return paths
+    }
     public var memory: RemoteMemory { process.memory }
 
     public init(pid: Int32) throws(InspectError) {

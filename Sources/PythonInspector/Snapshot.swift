@@ -37,6 +37,8 @@ public struct ThreadSnapshot: Sendable {
     public var instructionClass: InstructionClass?
     /// Innermost first.
     public var frames: [FrameDescription]
+    /// Parallel to `frames`: the outermost frame of its call of the evaluation function.
+    public var entries: [Bool]
     /// The walk hit the depth bound or a cycle.
     public var truncated: Bool
     /// A frame could not be read (the thread changed under us); the stack may be incomplete.
@@ -70,8 +72,10 @@ public final class StackDumper {
     }
 
     /// Reads every thread. With `blocking`, the process is stopped for the read (and always
-    /// resumed); otherwise it keeps running and a read that tears is retried.
-    public func snapshot(blocking: Bool = false) throws(InspectError) -> ProcessSnapshot {
+    /// resumed); otherwise it keeps running and a read that tears is retried. `whileStopped` (only
+    /// with `blocking`) runs with every thread stopped, given their ids: the moment to copy what
+    /// else must match the Python stacks (native registers and stacks).
+    public func snapshot(blocking: Bool = false, whileStopped: ([Int32]) -> Void = { _ in }) throws(InspectError) -> ProcessSnapshot {
         let pid = target.pid
         // Run states first: stopping the process would turn every thread into 't'.
         var states = [Int32: Character]()
@@ -90,6 +94,7 @@ public final class StackDumper {
                 }
             }
             stopper = s
+            whileStopped(s.stoppedThreads)
         }
         defer { stopper?.resumeAll() }
 
@@ -128,6 +133,7 @@ public final class StackDumper {
                            frames: observation.frames.map {
                                FrameDescription(function: $0.code.name, qualname: $0.code.qualname,
                                                 file: $0.code.filename, line: $0.line) },
+                           entries: observation.frames.map(\.isEntry),
                            truncated: observation.walk.truncated, incomplete: observation.walk.incomplete)
         }
         threads.sort { ($0.tid ?? .max) < ($1.tid ?? .max) }

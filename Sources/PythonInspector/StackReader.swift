@@ -21,12 +21,19 @@ public struct ResolvedFrame: Sendable {
     public var codeUnit: Int
     /// The source line, 0 when the table has none for this instruction.
     public var line: Int
+    /// The outermost frame of one run of the C evaluation function (see `FrameWalk.entries`).
+    public var isEntry = false
 }
 
 /// The result of walking one thread's frame chain.
 public struct FrameWalk: Sendable {
     /// Innermost first.
     public var frames: [RawFrame] = []
+    /// Parallel to `frames`: the frame is the outermost one run by its call of the C evaluation
+    /// function (`_PyEval_EvalFrameDefault`). Before 3.11 every Python frame has its own call; from
+    /// 3.11 one call runs a frame and the Python frames it calls, and a frame entered from C is
+    /// marked (`is_entry` in 3.11, a C-stack shim frame just outside it from 3.12).
+    public var entries: [Bool] = []
     /// The walk stopped at the depth bound or at a cycle.
     public var truncated = false
     /// A frame could not be read (torn or stale pointer), or (3.15+) the chain did not end at the
@@ -206,6 +213,7 @@ public final class StackReader<Memory: ProcessMemory> {
             let isShim = f.owner.flatMap { bytes.uint8(at: $0) }.map { f.isInterpreterOwned($0) } ?? false
             let code = f.codeAddress(codeWord)
             if previous == 0, let baseFrame, baseFrame != 0, address != baseFrame { walk.incomplete = true }
+            if isShim, !walk.entries.isEmpty { walk.entries[walk.entries.count - 1] = true }
             if !isShim && code != 0 {
                 let instruction: UInt64
                 switch f.instructionField {
@@ -215,9 +223,15 @@ public final class StackReader<Memory: ProcessMemory> {
                     instruction = bytes.pointer(at: f.instruction) ?? 0
                 }
                 walk.frames.append(RawFrame(code: code, instruction: instruction))
+                let entry: Bool
+                if let isEntry = f.isEntry { entry = (bytes.uint8(at: isEntry) ?? 0) != 0 }
+                else { entry = f.owner == nil } // before 3.11: one C call per Python frame
+                walk.entries.append(entry)
             }
             address = previous
         }
+        // The outermost frame a walk reaches was entered from C, whatever its flags say.
+        if !walk.truncated && !walk.incomplete, !walk.entries.isEmpty { walk.entries[walk.entries.count - 1] = true }
         return walk
     }
 

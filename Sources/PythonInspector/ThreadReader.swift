@@ -118,6 +118,22 @@ public struct ThreadReader<Memory: ProcessMemory>: Sendable {
                             holdsGIL: layout.thread.holdsGIL.flatMap { bytes.int32(at: $0) }.map { $0 != 0 })
     }
 
+    /// The memory of the interpreter's GIL (`struct _gil_runtime_state`): a thread blocked in a futex
+    /// inside it waits for the GIL. Nil when the version's GIL layout is unknown.
+    public func gilState(interpreter: UInt64) -> Range<UInt64>? {
+        guard let gil = LayoutTables.gil(for: layout.version) else { return nil }
+        let start: UInt64
+        if let offset = gil.runtimeOffset {
+            start = runtimeAddress &+ UInt64(offset)
+        } else {
+            guard let field = layout.interpreter.cevalGIL,
+                  let pointer = try? memory.pointer(at: interpreter &+ UInt64(field)), pointer != 0 else { return nil }
+            start = pointer
+        }
+        let (end, overflow) = start.addingReportingOverflow(UInt64(gil.size))
+        return overflow ? nil : start..<end
+    }
+
     /// The thread state holding the GIL, or nil when no thread holds it (or it cannot be told).
     public func gilHolder(interpreter: UInt64) -> UInt64? {
         if let current = layout.runtime.gilstateTstateCurrent {

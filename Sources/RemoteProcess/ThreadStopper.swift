@@ -51,6 +51,31 @@ public final class ThreadStopper {
         }
     }
 
+    /// Stops one thread (for a moment: `release(_:)` resumes it). Throws with the thread resumed if
+    /// it does not reach the stop in time.
+    public func stop(_ tid: Int32, timeoutNanoseconds: UInt64) throws(TraceError) {
+        if !signalsBlocked {
+            scalene_block_stop_signals(1)
+            signalsBlocked = true
+        }
+        do throws(TraceError) {
+            try seize(tid, timeoutNanoseconds: timeoutNanoseconds)
+        } catch {
+            // Seized but not yet stopped (uninterruptible sleep): PTRACE_DETACH needs a stopped
+            // tracee, so wait for the pending interrupt before letting go.
+            if case .timedOut = error { try? waitForStop(tid, timeoutNanoseconds: 1_000_000_000) }
+            release(tid)
+            if seized.isEmpty && signalsBlocked {
+                scalene_block_stop_signals(0)
+                signalsBlocked = false
+            }
+            throw error
+        }
+    }
+
+    /// Whether `tid` is seized and stopped by this stopper.
+    public func isStopped(_ tid: Int32) -> Bool { seized[tid] != nil }
+
     private func stopEveryThread(timeoutNanoseconds: UInt64) throws(TraceError) {
         // A thread can be created between listing and stopping; list again until nothing is new.
         for _ in 0..<100 {

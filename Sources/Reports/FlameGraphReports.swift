@@ -2,8 +2,8 @@ import Foundation
 import Profiler
 
 /// Brendan Gregg's folded stacks: one line per distinct stack, frames outermost first as
-/// `file:function:line` joined by ";", then a space and the sample count. Feed to flamegraph.pl or
-/// speedscope.
+/// `file:function:line` (native frames, with --native: `object:function`) joined by ";", then a
+/// space and the sample count. Feed to flamegraph.pl or speedscope.
 public struct CollapsedStacksReport {
     public var profile: Profile
 
@@ -14,8 +14,10 @@ public struct CollapsedStacksReport {
     public func render() -> String {
         var lines = [String]()
         for (stack, value) in profile.stacks where value.samples > 0 {
-            let frames = stack.map { "\($0.file):\($0.function):\($0.line)".replacingOccurrences(of: ";", with: ",")
-                .replacingOccurrences(of: " ", with: "_") }
+            let frames = stack.map { frame in
+                (frame.isNative ? "\(frame.file):\(frame.function)" : "\(frame.file):\(frame.function):\(frame.line)")
+                    .replacingOccurrences(of: ";", with: ",").replacingOccurrences(of: " ", with: "_")
+            }
             lines.append(frames.joined(separator: ";") + " \(value.samples)")
         }
         return lines.sorted().joined(separator: "\n") + (lines.isEmpty ? "" : "\n")
@@ -37,7 +39,8 @@ public struct SpeedscopeReport {
         func index(_ frame: StackFrame) -> Int {
             if let existing = frameIndex[frame] { return existing }
             frameIndex[frame] = frames.count
-            frames.append(["name": frame.function, "file": frame.file, "line": frame.line])
+            frames.append(frame.isNative ? ["name": frame.function, "file": frame.file]
+                          : ["name": frame.function, "file": frame.file, "line": frame.line])
             return frames.count - 1
         }
         var profiles = [[String: Any]]()

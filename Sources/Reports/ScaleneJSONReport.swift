@@ -54,7 +54,7 @@ public struct ScaleneJSONReport {
             "stacks": stacks(total: total),
             "native_allocations_mb": max(0, memory?.nativeBucketMB ?? 0),
             "memory_stacks": [Any](),
-            "combined_stacks": [Any](),
+            "combined_stacks": combinedStacks(),
             "combined_stacks_timeline": [Any](),
         ]
         document["main_thread_id"] = Int(profile.pid)
@@ -86,11 +86,28 @@ public struct ScaleneJSONReport {
                         "namespace_tid": thread.namespaceTID.map { Int($0) } as Any? ?? NSNull(),
                         "name": thread.name as Any? ?? NSNull(),
                         "idle": thread.isIdle, "python_seconds": time.python, "native_seconds": time.native,
-                        "system_seconds": time.system, "gil_share": thread.samples > 0
+                        "system_seconds": time.system, "gil_wait_seconds": time.gilWait,
+                        "gil_share": thread.samples > 0
                             ? Double(thread.gilSamples) / Double(thread.samples) : 0]
             },
         ]
         if let reason = profile.emptyReason { extras["empty_because"] = reason }
+        switch profile.classification {
+        case .opcodeAndGIL: extras["cpu_classification"] = "opcode-and-gil"
+        case .instructionPointer(let method): extras["cpu_classification"] = "instruction-pointer (\(method.rawValue))"
+        }
+        extras["gil_wait_measured"] = profile.gilWaitMeasured
+        if let native = profile.native {
+            let stats = native.statistics
+            extras["native"] = [
+                "method": native.method.rawValue, "samples": stats.samples, "lost": stats.lost,
+                "mean_depth": stats.samples > 0 ? Double(stats.frames) / Double(stats.samples) : 0,
+                "failed_threads": stats.failedThreads, "stopped_seconds": stats.stoppedSeconds,
+                "sampled_intervals": native.sampledIntervals, "carried_intervals": native.carriedIntervals,
+                "opcode_rule_intervals": native.opcodeRuleIntervals, "late_intervals": native.lateIntervals,
+                "fallback_reason": native.fallbackReason as Any? ?? NSNull(),
+            ] as [String: Any]
+        }
         switch profile.end {
         case .targetExited: extras["ended"] = "target exited"
         case .durationElapsed: extras["ended"] = "duration"
@@ -130,6 +147,12 @@ public struct ScaleneJSONReport {
             if reduced && time == nil && memory == nil { continue }
             var detail = metrics(time: time?.time, cpu: time?.cpu ?? 0, sampleTimes: time?.sampleTimes ?? [],
                                  memory: memory, total: total)
+            // Ours, beside Scalene's fields (its model ignores keys it does not know).
+            if let time, time.nativeSamples > 0 {
+                detail["native_functions"] = time.hottestNative(5).map {
+                    ["function": $0.function.name, "object": $0.function.object, "share": $0.share] as [String: Any]
+                }
+            }
             detail["line"] = escape(number <= source.count ? source[number - 1] + "\n" : "\n")
             detail["lineno"] = number
             let region = regions.region(of: number)
@@ -185,6 +208,7 @@ public struct ScaleneJSONReport {
             "n_cpu_percent_python": python,
             "n_cpu_percent_c": native,
             "n_sys_percent": system,
+            "n_gil_wait_percent": min(system, share(time.gilWait)),
             "n_core_utilization": time.total > 0 ? min(1, max(0, cpu / time.total)) : 0,
             "cpu_samples_list": sampleTimes,
             "n_malloc_mb": max(0, memory.allocatedMB),
@@ -207,9 +231,13 @@ public struct ScaleneJSONReport {
         ]
     }
 
-    /// Scalene's "stacks": frames as "file function:line;", outermost first, with time shares.
+    /// Scalene's "stacks": frames as "file function:line;", outermost first, with time shares. Python
+    /// frames only (merged native stacks that differ only below Python are summed here; they are
+    /// kept apart in `combined_stacks`).
     func stacks(total: Double) -> [[Any]] {
-        profile.stacks.sorted { $0.value.time.total > $1.value.time.total }.prefix(2000).map { stack, value in
+        var pythonOnly = [[StackFrame]: StackTime]()
+        for (stack, value) in profile.stacks { pythonOnly[stack.filter { !$0.isNative }, default: StackTime()] += value }
+        return pythonOnly.sorted { $0.value.time.total > $1.value.time.total }.prefix(2000).map { stack, value in
             let frames = stack.map { "\($0.file) \($0.function):\($0.line);" }
             let stats: [String: Any] = [
                 "count": value.samples,
@@ -219,6 +247,22 @@ public struct ScaleneJSONReport {
             ]
             return [frames, stats]
         }
+    }
+
+    /// Scalene's own stitched Python + native stacks (`combined_stacks`, frames shaped like its
+    /// `CombinedStackFrame`, outermost first, with sample counts): only stacks with a native frame.
+    func combinedStacks() -> [[Any]] {
+        profile.stacks.filter { $0.key.contains(where: \.isNative) && $0.value.samples > 0 }
+            .sorted { $0.value.samples > $1.value.samples }.prefix(2000).map { stack, value in
+                let frames: [[String: Any]] = stack.map { frame in
+                    frame.isNative
+                        ? ["kind": "native", "display_name": frame.function, "filename_or_module": frame.file,
+                           "line": NSNull(), "ip": NSNull(), "offset": NSNull()]
+                        : ["kind": "py", "display_name": frame.function, "filename_or_module": frame.file,
+                           "line": max(0, frame.line), "ip": NSNull(), "offset": NSNull()]
+                }
+                return [frames, value.samples]
+            }
     }
 
     /// Scalene's viewer expects these characters escaped in source lines (it unescapes them).

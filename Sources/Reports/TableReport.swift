@@ -22,6 +22,13 @@ public struct TableReport {
 
     var hasMemory: Bool { profile.memory != nil }
 
+    /// A GIL wait column, when some thread waited for the GIL.
+    var hasGILWait: Bool { profile.totalTime.total > 0 && profile.totalTime.gilWait / profile.totalTime.total >= 0.0005 }
+
+    /// Native functions shown under a line (with --native): at most this many, for lines whose
+    /// native time is at least 1% of all time.
+    static let nativeFunctionsPerLine = 3
+
     public func render() -> String {
         var out = header()
         let total = profile.totalTime.total
@@ -49,6 +56,9 @@ public struct TableReport {
                 hidden = false
                 let text = number <= source.count ? source[number - 1] : ""
                 out += row(label: String(number), time: time?.time, memory: memory, total: total, text: text) + "\n"
+                if let time, total > 0, time.time.native / total >= 0.01, time.nativeSamples > 0 {
+                    out += nativeRow(time) + "\n"
+                }
             }
             let fileFunctions = functions.filter { $0.key.file == file }.sorted { $0.key < $1.key }
             let functionMemory = profile.memory?.functions ?? [:]
@@ -79,6 +89,22 @@ public struct TableReport {
         let rate = profile.elapsed > 0 ? Double(stats.ticks) / profile.elapsed : 0
         lines.append(clip(String(format: "%.2f s profiled · %d samples at %.1f Hz (requested %.0f Hz)", profile.elapsed,
                                  stats.ticks, rate, stats.requestedRate)))
+        switch profile.classification {
+        case .opcodeAndGIL:
+            lines.append("Python/native: by the innermost instruction (call) and the GIL (--native samples the CPU itself)")
+        case .instructionPointer(let method):
+            var text = "Python/native: by where the CPU was (native stack samples, \(method.rawValue))"
+            if let native = profile.native {
+                let intervals = native.sampledIntervals + native.carriedIntervals + native.opcodeRuleIntervals
+                if intervals > 0 {
+                    text += String(format: "; %.0f%% of intervals sampled, %.0f%% carried, %.0f%% by the opcode rule",
+                                   100 * Double(native.sampledIntervals) / Double(intervals),
+                                   100 * Double(native.carriedIntervals) / Double(intervals),
+                                   100 * Double(native.opcodeRuleIntervals) / Double(intervals))
+                }
+            }
+            lines.append(clip(text))
+        }
         if let memory = profile.memory {
             var text = String(format: "memory: peak %.1f MB", memory.peakFootprintMB)
             if let peak = memory.peakLine { text += " at \(shortName(peak.file)):\(peak.line)" }
@@ -97,6 +123,7 @@ public struct TableReport {
 
     func columnHeader(last: String) -> String {
         var text = " Line │ Python │ native │ system │"
+        if hasGILWait { text += "    GIL │" }
         if hasMemory { text += " Mem Py │   peak │ timeline     │ Copy MB/s │" }
         return clip(text + " " + last)
     }
@@ -106,6 +133,7 @@ public struct TableReport {
         out += pad(cell(time?.python, total), 7) + " │"
         out += pad(cell(time?.native, total), 7) + " │"
         out += pad(cell(time?.system, total), 7) + " │"
+        if hasGILWait { out += pad(cell(time?.gilWait, total), 7) + " │" }
         if hasMemory {
             if let memory, memory.allocatedMB > 0 || memory.peakMB > 0 || memory.copiedMB > 0 {
                 out += pad(memory.allocatedMB > 0 ? String(format: "%.0f%%", memory.pythonFraction * 100) : "", 7) + " │"
@@ -123,6 +151,18 @@ public struct TableReport {
         return clip(out + " " + text)
     }
 
+    /// The hottest native functions of a line, with their share of its native samples, under the
+    /// source column.
+    func nativeRow(_ time: LineTime) -> String {
+        var out = "      │        │        │        │"
+        if hasGILWait { out += "        │" }
+        if hasMemory { out += "        │        │              │           │" }
+        let functions = time.hottestNative(Self.nativeFunctionsPerLine).map {
+            String(format: "%@ %.0f%%", $0.function.description, 100 * $0.share)
+        }
+        return clip(out + " ↳ native: " + functions.joined(separator: " · "))
+    }
+
     func isSignificant(_ time: LineTime?, _ memory: MemoryLine?, total: Double) -> Bool {
         if let time, total > 0, time.time.total / total >= 0.01 { return true }
         if let memory, memory.allocatedMB >= 1 || memory.copiedMB >= 1 { return true }
@@ -131,7 +171,7 @@ public struct TableReport {
 
     func threadBreakdown(total: Double) -> String {
         var out = "\nthreads\n"
-        out += "   tid │ Python │ native │ system │  GIL │ name\n"
+        out += "   tid │ Python │ native │ system │ GIL wait │  GIL │ name\n"
         for thread in profile.threads.sorted(by: { ($0.tid ?? 0) < ($1.tid ?? 0) }) {
             let time = thread.total
             let gil = thread.samples > 0 ? Double(thread.gilSamples) / Double(thread.samples) : 0
@@ -140,6 +180,7 @@ public struct TableReport {
             if thread.isIdle { name += profile.includeIdle ? " (idle)" : " (idle, not in the totals)" }
             out += pad(thread.tid.map(String.init) ?? "?", 6) + " │" + pad(cell(time.python, total), 7) + " │"
                 + pad(cell(time.native, total), 7) + " │" + pad(cell(time.system, total), 7) + " │"
+                + pad(cell(time.gilWait, total), 9) + " │"
                 + pad(String(format: "%.0f%%", gil * 100), 5) + " │ " + name + "\n"
         }
         return out

@@ -1,6 +1,7 @@
 import CScaleneSys
 import Foundation
 import Injector
+import NativeStacks
 import Profiler
 import PythonInspector
 #if canImport(Glibc)
@@ -38,11 +39,49 @@ struct ProfileSession {
         }
     }
 
+    /// The native stack sampler for --native: perf events where the kernel allows them (nothing is
+    /// stopped), else ptrace. Nil, with a warning, when neither can be used.
+    func startNativeSampler() -> (source: NativeStackSource, fallbackReason: String?)? {
+        guard options.native else { return nil }
+        let unwinder: NativeUnwinder
+        do { unwinder = try NativeUnwinder(process: target.process, interpreterPaths: target.interpreterPaths) } catch {
+            printError("scalene-attach: warning: --native unavailable: \(error); using the opcode/GIL rule")
+            return nil
+        }
+        var perfFailure: String?
+        if options.nativeMethod != .ptrace {
+            do {
+                return (try PerfStackSampler(pid: target.pid, unwinder: unwinder, rateHz: options.rate), nil)
+            } catch {
+                switch error {
+                case .perfNotPermitted(let detail), .failed(let detail): perfFailure = detail
+                case .ptraceNotPermitted: perfFailure = "\(error)"
+                }
+                if options.nativeMethod == .perf {
+                    printError("scalene-attach: warning: --native-method perf unavailable: \(perfFailure ?? ""); using the opcode/GIL rule")
+                    return nil
+                }
+            }
+        }
+        do { try PtraceStackSampler.probe(pid: target.pid) } catch {
+            printError("scalene-attach: warning: --native unavailable: perf events refused (\(perfFailure ?? "not tried")) "
+                       + "and ptrace refused (\(error)); using the opcode/GIL rule")
+            return nil
+        }
+        if let perfFailure {
+            printError("scalene-attach: warning: perf events unavailable (\(perfFailure)); --native stops each running "
+                       + "thread for a moment per sample instead (ptrace)")
+        }
+        return (PtraceStackSampler(pid: target.pid, unwinder: unwinder), perfFailure)
+    }
+
     /// Records and reports. Returns the exit status.
     func record() -> ExitStatus {
         scalene_install_stop_handlers()
         scalene_install_snapshot_handler()
-        let sampler = Sampler(target: target, options: options.samplerOptions)
+        let native = startNativeSampler()
+        let sampler = Sampler(target: target, options: options.samplerOptions, native: native?.source,
+                              nativeFallbackReason: native?.fallbackReason)
         let memory = startMemorySession(sampler: sampler)
         defer { memory?.detach() }
         let writer = OutputWriter(options: options)

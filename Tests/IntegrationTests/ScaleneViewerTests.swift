@@ -61,4 +61,37 @@ struct ScaleneViewerTests {
         let row = view.output.split(separator: "\n").first { $0.trimmingCharacters(in: .whitespaces).hasPrefix("\(native) │") }
         #expect(row?.contains("%") == true, "row \(native): \(row ?? "missing")")
     }
+
+    @Test("a --native profile (native functions per line, GIL wait, combined stacks) validates and renders")
+    func nativeProfile() throws {
+        let python = Self.venvPython
+        try #require(FileManager.default.isExecutableFile(atPath: python),
+                     "scalene is not installed in .venv-scalene (make test installs it)")
+        let interpreter = try #require(Interpreters.installed.first { $0.minor == 11 } ?? Interpreters.installed.first)
+        let directory = try TemporaryDirectory()
+        let json = directory.file("native.json")
+        let script = Package.fixture("native/classify.py")
+        let fixture = try FixtureProcess(python: interpreter.path, script: script, arguments: [directory.file("log")],
+                                         readyTimeout: 60)
+        defer { fixture.kill() }
+        let profile = try runTool(["--pid", String(fixture.pid), "--duration", "1.5", "--native", "--cpu-only",
+                                   "--json", json, "--quiet"])
+        #expect(profile.status == 0, "\(profile.stderr)")
+        let validation = try run(python, ["-c", """
+            import json, sys
+            from scalene.scalene_json import ScaleneJSONSchema
+            document = json.load(open(sys.argv[1]))
+            ScaleneJSONSchema.model_validate(document)
+            lines = [l for f in document["files"].values() for l in f["lines"]]
+            assert any(l.get("native_functions") for l in lines), "no native_functions"
+            assert all("n_gil_wait_percent" in l for l in lines)
+            assert document["combined_stacks"], "no combined stacks"
+            print("valid")
+            """, json])
+        #expect(validation.status == 0 && validation.output.contains("valid"), "\(validation.output)")
+        let scalene = (python as NSString).deletingLastPathComponent + "/scalene"
+        let view = try run(scalene, ["view", "--cli", json])
+        #expect(view.status == 0, "\(view.output)")
+        #expect(view.output.contains("classify.py"), "the file appears")
+    }
 }

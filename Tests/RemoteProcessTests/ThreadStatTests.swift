@@ -104,3 +104,64 @@ struct ThreadStatTests {
         #expect(clock.read() == nil, "the files stay open, but a reaped thread's files read nothing")
     }
 }
+
+@Suite("ThreadClock: the futex a blocked thread waits on")
+struct BlockedFutexTests {
+    func parse(_ text: String) -> UInt64? {
+        Array(text.utf8).withUnsafeBytes { ThreadClock.futexAddress($0) }
+    }
+
+    @Test("the first argument of a futex call; nothing for other calls or a running thread")
+    func syscallLines() {
+        #expect(parse("202 0x7f7229b4e6f4 0x89 0x0 0x7ffc 0x0 0xffffffff 0x7ffd 0x7f72\n") == 0x7f7229b4e6f4)
+        #expect(parse("202 0x0 0x80 0x2 0x0 0x0 0x0 0x7ffd 0x7f72\n") == 0)
+        #expect(parse("61 0xffffffff 0x7ffcf6c57660 0x0 0x0 0x1 0x8 0x7ffc 0x7fe5\n") == nil, "wait4 is no futex")
+        #expect(parse("running\n") == nil)
+        #expect(parse("2020 0x10 0x0\n") == nil)
+        #expect(parse("202 garbage\n") == nil)
+        #expect(parse("") == nil)
+    }
+
+    @Test("a thread of this process blocked on a futex reports that futex's address")
+    func liveThread() throws {
+        // A thread waiting on a condition variable sleeps in futex on a word inside it.
+        final class Box: @unchecked Sendable {
+            var mutex = pthread_mutex_t()
+            var cond = pthread_cond_t()
+            var tid: Int32 = 0
+            var done = false
+        }
+        let box = Box()
+        pthread_mutex_init(&box.mutex, nil)
+        pthread_cond_init(&box.cond, nil)
+        var thread = pthread_t()
+        let pointer = Unmanaged.passRetained(box).toOpaque()
+        pthread_create(&thread, nil, { raw in
+            let box = Unmanaged<Box>.fromOpaque(raw!).takeRetainedValue()
+            pthread_mutex_lock(&box.mutex)
+            box.tid = scalene_gettid()
+            while !box.done { pthread_cond_wait(&box.cond, &box.mutex) }
+            pthread_mutex_unlock(&box.mutex)
+            return nil
+        }, pointer)
+        defer {
+            pthread_mutex_lock(&box.mutex)
+            box.done = true
+            pthread_cond_signal(&box.cond)
+            pthread_mutex_unlock(&box.mutex)
+            pthread_join(thread, nil)
+        }
+        var address: UInt64?
+        for _ in 0..<200 {
+            usleep(5_000)
+            pthread_mutex_lock(&box.mutex)
+            let tid = box.tid
+            pthread_mutex_unlock(&box.mutex)
+            guard tid != 0, let clock = ThreadClock(pid: getpid(), tid: tid) else { continue }
+            if let found = clock.blockedFutex() { address = found; break }
+        }
+        let start = withUnsafePointer(to: &box.cond) { UInt64(UInt(bitPattern: $0)) }
+        let found = try #require(address, "the waiting thread is seen in a futex")
+        #expect(found >= start && found < start + UInt64(MemoryLayout<pthread_cond_t>.size), "inside the condition variable")
+    }
+}

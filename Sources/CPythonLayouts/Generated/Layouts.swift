@@ -66,6 +66,13 @@ extension LayoutTables {
             ),
             objects: objects3_8_18,
             allocator: AllocatorConstants(poolSize: 4096, arenaSize: 262144, smallRequestThreshold: 512, alignment: 16),
+            gil: GILOffsets(
+                runtimeOffset: 1152,
+                size: 208,
+                locked: 16,
+                mutex: 80,
+                cond: 32
+            ),
             frameOwnerCStack: nil,
             frameOwnerInterpreter: nil,
             frameCodeTagBits: 0,
@@ -135,6 +142,13 @@ extension LayoutTables {
             ),
             objects: objects3_9_18,
             allocator: AllocatorConstants(poolSize: 4096, arenaSize: 262144, smallRequestThreshold: 512, alignment: 16),
+            gil: GILOffsets(
+                runtimeOffset: 352,
+                size: 208,
+                locked: 16,
+                mutex: 80,
+                cond: 32
+            ),
             frameOwnerCStack: nil,
             frameOwnerInterpreter: nil,
             frameCodeTagBits: 0,
@@ -204,6 +218,13 @@ extension LayoutTables {
             ),
             objects: objects3_10_13,
             allocator: AllocatorConstants(poolSize: 16384, arenaSize: 1048576, smallRequestThreshold: 512, alignment: 16),
+            gil: GILOffsets(
+                runtimeOffset: 352,
+                size: 208,
+                locked: 16,
+                mutex: 80,
+                cond: 32
+            ),
             frameOwnerCStack: nil,
             frameOwnerInterpreter: nil,
             frameCodeTagBits: 0,
@@ -273,6 +294,13 @@ extension LayoutTables {
             ),
             objects: objects3_11_2,
             allocator: AllocatorConstants(poolSize: 16384, arenaSize: 1048576, smallRequestThreshold: 512, alignment: 16),
+            gil: GILOffsets(
+                runtimeOffset: 360,
+                size: 208,
+                locked: 16,
+                mutex: 80,
+                cond: 32
+            ),
             frameOwnerCStack: nil,
             frameOwnerInterpreter: nil,
             frameCodeTagBits: 0,
@@ -342,6 +370,13 @@ extension LayoutTables {
             ),
             objects: objects3_11_7,
             allocator: AllocatorConstants(poolSize: 16384, arenaSize: 1048576, smallRequestThreshold: 512, alignment: 16),
+            gil: GILOffsets(
+                runtimeOffset: 360,
+                size: 208,
+                locked: 16,
+                mutex: 80,
+                cond: 32
+            ),
             frameOwnerCStack: nil,
             frameOwnerInterpreter: nil,
             frameCodeTagBits: 0,
@@ -411,6 +446,13 @@ extension LayoutTables {
             ),
             objects: objects3_12_1,
             allocator: AllocatorConstants(poolSize: 16384, arenaSize: 1048576, smallRequestThreshold: 512, alignment: 16),
+            gil: GILOffsets(
+                runtimeOffset: nil,
+                size: 208,
+                locked: 16,
+                mutex: 80,
+                cond: 32
+            ),
             frameOwnerCStack: 3,
             frameOwnerInterpreter: nil,
             frameCodeTagBits: 0,
@@ -424,6 +466,13 @@ extension LayoutTables {
             layout: nil,
             objects: objects3_13_0,
             allocator: AllocatorConstants(poolSize: 16384, arenaSize: 1048576, smallRequestThreshold: 512, alignment: 16),
+            gil: GILOffsets(
+                runtimeOffset: nil,
+                size: 208,
+                locked: 16,
+                mutex: 80,
+                cond: 32
+            ),
             frameOwnerCStack: 3,
             frameOwnerInterpreter: nil,
             frameCodeTagBits: 0,
@@ -437,6 +486,13 @@ extension LayoutTables {
             layout: nil,
             objects: objects3_14_10,
             allocator: AllocatorConstants(poolSize: 16384, arenaSize: 1048576, smallRequestThreshold: 512, alignment: 16),
+            gil: GILOffsets(
+                runtimeOffset: nil,
+                size: 208,
+                locked: 16,
+                mutex: 80,
+                cond: 32
+            ),
             frameOwnerCStack: 4,
             frameOwnerInterpreter: 3,
             frameCodeTagBits: 3,
@@ -450,6 +506,13 @@ extension LayoutTables {
             layout: nil,
             objects: objects3_15_2,
             allocator: AllocatorConstants(poolSize: 16384, arenaSize: 1048576, smallRequestThreshold: 512, alignment: 16),
+            gil: GILOffsets(
+                runtimeOffset: nil,
+                size: 208,
+                locked: 16,
+                mutex: 80,
+                cond: 32
+            ),
             frameOwnerCStack: nil,
             frameOwnerInterpreter: 3,
             frameCodeTagBits: 3,

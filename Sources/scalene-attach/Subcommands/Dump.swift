@@ -1,6 +1,7 @@
 import ArgumentParser
 import CPythonLayouts
 import Foundation
+import NativeStacks
 import PythonInspector
 
 struct DumpCommand: ParsableCommand {
@@ -20,6 +21,12 @@ struct DumpCommand: ParsableCommand {
         executable. From 3.13 the layout is read from the target's own _Py_DebugOffsets. A minor \
         version newer than this build knows, a pre-release or a free-threaded build is refused \
         (exit 5) rather than read with a guessed layout.
+
+        --native adds each thread's native frames (compiled code, symbolised from the ELF files the \
+        process has mapped, C++ names demangled), merged with its Python frames: every interpreter \
+        evaluation frame is replaced by the Python frames it runs. It implies --blocking: the \
+        registers and the top of each thread's stack are copied while the process is stopped, and \
+        the unwind happens after it is resumed.
         """
     )
 
@@ -32,19 +39,37 @@ struct DumpCommand: ParsableCommand {
     @Flag(name: .long, help: "Stop the process while reading it (always resumed afterwards).")
     var blocking = false
 
+    @Flag(name: .long, help: "Show native frames merged with the Python frames (implies --blocking).")
+    var native = false
+
     func run() throws {
         let snapshot: ProcessSnapshot
         let target: PythonTarget
+        var copies = [StoppedThreadCopy]()
+        var unwinder: NativeUnwinder?
         do {
             target = try PythonTarget(pid: pid)
-            snapshot = try StackDumper(target: target).snapshot(blocking: blocking)
+            if native {
+                // Loaded before the stop: it maps every object the process has loaded.
+                do { unwinder = try NativeUnwinder(process: target.process, interpreterPaths: target.interpreterPaths) }
+                catch { fail(Failure("cannot unwind native stacks: \(error)", .internalError)) }
+            }
+            snapshot = try StackDumper(target: target).snapshot(blocking: blocking || native) { tids in
+                guard native else { return }
+                copies = tids.compactMap { StoppedThreadCopy(pid: target.pid, tid: $0) }
+            }
         } catch {
             fail(Failure(error))
         }
+        var nativeStacks = [Int32: NativeStack]()
+        if let unwinder {
+            for copy in copies { nativeStacks[copy.tid] = copy.unwind(with: unwinder) }
+        }
         if json {
-            print(DumpFormatter.json(snapshot))
+            print(DumpFormatter.json(snapshot, native: native ? nativeStacks : nil))
         } else {
-            print(DumpFormatter.text(snapshot, executable: target.binary.path), terminator: "")
+            print(DumpFormatter.text(snapshot, executable: target.binary.path, native: native ? nativeStacks : nil),
+                  terminator: "")
         }
     }
 }
@@ -73,7 +98,25 @@ enum DumpFormatter {
         }
     }
 
-    static func text(_ snapshot: ProcessSnapshot, executable: String) -> String {
+    /// The thread's frames innermost first as (text, kind), native frames merged in when given.
+    static func frames(of thread: ThreadSnapshot, native: [Int32: NativeStack]?) -> [(text: String, kind: String, frame: [String: Any])] {
+        func python(_ frame: FrameDescription) -> (text: String, kind: String, frame: [String: Any]) {
+            ("\(frame.qualname) (\(frame.file):\(frame.line))", "python",
+             ["kind": "python", "function": frame.function, "qualname": frame.qualname, "file": frame.file, "line": frame.line])
+        }
+        guard let native, let tid = thread.tid, let stack = native[tid] else { return thread.frames.map(python) }
+        return StackMerger.merge(native: stack.frames, pythonEntries: thread.entries).map { merged in
+            switch merged {
+            case .python(let index): return python(thread.frames[index])
+            case .native(let frame):
+                return (frame.function.description, "native",
+                        ["kind": "native", "function": frame.function.name, "object": frame.function.object,
+                         "address": "0x" + String(frame.address, radix: 16)])
+            }
+        }
+    }
+
+    static func text(_ snapshot: ProcessSnapshot, executable: String, native: [Int32: NativeStack]? = nil) -> String {
         let inNamespace = snapshot.namespacePID.map { " (pid \($0) in its PID namespace)" } ?? ""
         var out = "Process \(snapshot.pid)\(inNamespace): Python \(snapshot.version) (\(executable)), \(snapshot.threads.count) thread(s)\n"
         if snapshot.threads.contains(where: \.unmapped) {
@@ -91,9 +134,10 @@ enum DumpFormatter {
                 header += "  at \(name) [\(kind)]"
             }
             out += header + "\n"
-            if thread.frames.isEmpty { out += "    (no Python frames)\n" }
-            for frame in thread.frames {
-                out += "    \(frame.qualname) (\(frame.file):\(frame.line))\n"
+            let frames = Self.frames(of: thread, native: native)
+            if frames.isEmpty { out += "    (no Python frames)\n" }
+            for frame in frames {
+                out += (frame.kind == "native" ? "  ~ " : "    ") + frame.text + "\n"
             }
             if thread.truncated { out += "    ... (stack truncated)\n" }
             if thread.incomplete { out += "    ... (stack changed while being read; may be incomplete)\n" }
@@ -101,7 +145,7 @@ enum DumpFormatter {
         return out
     }
 
-    static func json(_ snapshot: ProcessSnapshot) -> String {
+    static func json(_ snapshot: ProcessSnapshot, native: [Int32: NativeStack]? = nil) -> String {
         let threads: [[String: Any]] = snapshot.threads.map { thread in
             [
                 "tid": thread.tid.map { Int($0) } as Any? ?? NSNull(),
@@ -113,9 +157,7 @@ enum DumpFormatter {
                 "opcode_class": className(thread.instructionClass) as Any? ?? NSNull(),
                 "truncated": thread.truncated,
                 "incomplete": thread.incomplete,
-                "frames": thread.frames.map { frame in
-                    ["function": frame.function, "qualname": frame.qualname, "file": frame.file, "line": frame.line] as [String: Any]
-                },
+                "frames": frames(of: thread, native: native).map(\.frame),
             ]
         }
         let object: [String: Any] = ["pid": Int(snapshot.pid), "python_version": snapshot.version.description,

@@ -7,6 +7,11 @@ enum ReportFormat: String, ExpressibleByArgument, CaseIterable {
     case table, json, collapsed, speedscope
 }
 
+/// How `--native` takes native stacks.
+enum NativeMethodOption: String, ExpressibleByArgument, CaseIterable {
+    case auto, perf, ptrace
+}
+
 /// Options shared by `scalene-attach --pid` and `scalene-attach run`.
 struct ProfileOptions: ParsableArguments {
     @Option(help: ArgumentHelp("Samples per second (1–20000).", valueName: "hz"))
@@ -60,6 +65,13 @@ struct ProfileOptions: ParsableArguments {
     @Option(help: ArgumentHelp("Bytes copied (memcpy/memmove) per copy sample; suffixes K, M, G (default 7M).",
                                valueName: "bytes"))
     var copyWindow: String = "7M"
+
+    @Flag(help: "Sample native stacks too: classify user CPU time by where the instruction pointer really is, and show the native functions under each line and in flame graphs.")
+    var native = false
+
+    @Option(help: ArgumentHelp("With --native: perf (perf_event_open, never stops the process), ptrace (stops each running thread for a moment per sample), or auto (perf, else ptrace).",
+                               valueName: "method"))
+    var nativeMethod: NativeMethodOption = .auto
 
     @Option(help: ArgumentHelp("Rewrite --output and --json every this many seconds while recording (atomically); SIGUSR1 also writes one.",
                                valueName: "seconds"))
