@@ -24,10 +24,14 @@ let package = Package(
         .target(name: "Profiler", dependencies: ["RemoteProcess", "PythonInspector", "CScaleneSys"]),
         .target(name: "Injector", dependencies: ["RemoteProcess", "ELFSymbols", "PythonInspector", "Profiler", "CAgentProtocol", "CScaleneSys"]),
         .target(name: "Reports", dependencies: ["Profiler", "PythonInspector"]),
+        // The live view (`top`): terminal mode and keys (CTerminal), and screens rendered as a pure
+        // function of a profile snapshot and the view's state.
+        .target(name: "CTerminal"),
+        .target(name: "LiveView", dependencies: ["CTerminal", "Profiler", "Reports"]),
         .executableTarget(
             name: "scalene-attach",
             dependencies: [
-                "RemoteProcess", "PythonInspector", "Profiler", "Injector", "Reports", "CScaleneSys",
+                "RemoteProcess", "PythonInspector", "Profiler", "Injector", "Reports", "LiveView", "CScaleneSys",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -36,6 +40,8 @@ let package = Package(
         .testTarget(name: "ELFSymbolsTests", dependencies: ["ELFSymbols"]),
         .testTarget(name: "CPythonLayoutsTests", dependencies: ["CPythonLayouts"]),
         .testTarget(name: "PythonInspectorTests", dependencies: ["PythonInspector", "RemoteProcess", "CPythonLayouts"]),
+        .testTarget(name: "ReportsTests", dependencies: ["Reports", "Profiler", "CPythonLayouts"]),
+        .testTarget(name: "LiveViewTests", dependencies: ["LiveView", "Profiler", "CPythonLayouts"]),
         .testTarget(name: "IntegrationTests", dependencies: ["PythonInspector", "RemoteProcess"]),
     ],
     swiftLanguageModes: [.v6]

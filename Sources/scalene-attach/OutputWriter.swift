@@ -1,4 +1,5 @@
 import Foundation
+import LiveView
 import Profiler
 import Reports
 #if canImport(Glibc)
@@ -9,14 +10,21 @@ import Glibc
 struct OutputWriter {
     var options: ProfileOptions
 
-    /// Writes --output (or stdout) in the chosen format and --json. Files are replaced atomically.
+    /// The table's width: the terminal's when the table goes to one, else 120 columns.
+    var tableWidth: Int {
+        if options.output == nil, let size = Terminal.size(fd: 1) { return size.columns }
+        return 120
+    }
+
+    /// Writes --output (or stdout) in the chosen format, --json and --html. Files are replaced
+    /// atomically.
     func write(_ profile: Profile, final: Bool) throws {
         let sources = SourceFiles(pid: profile.end == .targetExited ? nil : profile.pid)
         let main: Data
         switch options.format {
         case .table:
-            main = Data(TableReport(profile: profile, sources: sources, reduced: options.reduced,
-                                    perThread: options.threads).render().utf8)
+            main = Data(TableReport(profile: profile, sources: sources, detail: options.tableDetail,
+                                    perThread: options.threads, width: tableWidth).render().utf8)
         case .json:
             main = ScaleneJSONReport(profile: profile, sources: sources, reduced: options.reduced).render()
         case .collapsed:
@@ -32,6 +40,13 @@ struct OutputWriter {
         }
         if let path = options.json {
             try Self.replace(path, with: ScaleneJSONReport(profile: profile, sources: sources, reduced: options.reduced).render())
+        }
+        if let path = options.html {
+            let report: HTMLReport
+            do { report = try HTMLReport(profile: profile, sources: sources) } catch {
+                throw Failure("cannot make the HTML report: \(error)", .internalError)
+            }
+            try Self.replace(path, with: report.render())
         }
     }
 
