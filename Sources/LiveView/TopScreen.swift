@@ -68,12 +68,13 @@ public struct TopScreen {
             return Array(out.prefix(height - 1)) + Array(repeating: line(""), count: max(0, height - 1 - out.count))
                 + [footer(width)]
         }
-        let columns = Columns(width: width, memory: sample.hasMemory && state.thread == nil, mode: state.mode)
-        out.append(Self.reverse + line(columns.header(sort: state.sort)) + Self.plain)
         let rows = figures.sorted(by: state.sort)
-        let room = max(0, height - out.count - 1)
+        let room = max(0, height - out.count - 2)
         let first = max(0, min(state.scroll, rows.count - room))
         let visible = rows.dropFirst(first).prefix(room)
+        let columns = Columns(width: width, memory: sample.hasMemory && state.thread == nil, mode: state.mode,
+                              locations: visible.map { TextWidth.of(Columns.location($0)) }.max() ?? 10)
+        out.append(Self.reverse + line(columns.header(sort: state.sort)) + Self.plain)
         if rows.isEmpty {
             out.append(line(sample.status.samples < 2 ? " (collecting…)" : " (nothing sampled in profiled files yet)"))
         }
@@ -135,39 +136,44 @@ public struct TopScreen {
         var width: Int
         var memory: Bool
         var mode: TopMode
+        /// Columns of the widest location shown ("file.py:123").
+        var locations: Int
         var bar: Int { width >= 120 ? min(40, (width - 60) / 4) : 0 }
-        var numeric: Int { 4 * 9 + (memory ? 2 * 10 : 0) }
-        var location: Int { max(12, min(32, (width - numeric - bar) / 4)) }
-        var text: Int { max(0, width - numeric - bar - location - 3 - (bar > 0 ? 3 : 0)) }
+        var numeric: Int { 4 * 7 + (memory ? 2 * 8 : 0) }
+        var location: Int { max(10, min(locations, 32, (width - numeric - bar) / 3)) }
+        var text: Int { max(0, width - numeric - bar - location - 6 - (bar > 0 ? 2 : 0)) }
+
+        static func location(_ row: TopRow) -> String {
+            (row.file.split(separator: "/").last.map(String.init) ?? row.file) + ":\(row.line)"
+        }
 
         func header(sort: TopSort) -> String {
             func title(_ name: String, _ key: TopSort, _ width: Int) -> String {
                 TextWidth.padLeft((sort == key ? "▼" : "") + name, width)
             }
-            var out = title("total", .total, 7) + " │" + title("Python", .python, 7) + " │"
-                + title("native", .native, 7) + " │" + title("system", .system, 7) + " │"
-            if memory { out += title("alloc/s", .memory, 8) + " │" + title("copy/s", .copy, 8) + " │" }
-            if bar > 0 { out += " " + TextWidth.padRight("█ Python ▒ native ░ system", bar) + " │" }
-            out += " " + TextWidth.padRight(mode == .lines ? "where" : "defined at", location) + " │ "
+            var out = title("total", .total, 7) + title("Python", .python, 7) + title("native", .native, 7)
+                + title("system", .system, 7)
+            if memory { out += title("alloc/s", .memory, 8) + title("copy/s", .copy, 8) }
+            if bar > 0 { out += "  " + TextWidth.padRight("█ Python ▒ native ░ system", bar) }
+            out += " │ " + TextWidth.padRight(mode == .lines ? "where" : "defined at", location) + " │ "
             out += mode == .lines ? "source" : "function"
             return out
         }
 
         func row(_ row: TopRow, total: Double, seconds: Double, scale: Double) -> String {
-            var out = TextWidth.padLeft(share(row.time.total, total), 7) + " │"
-                + TextWidth.padLeft(share(row.time.python, total), 7) + " │"
-                + TextWidth.padLeft(share(row.time.native, total), 7) + " │"
-                + TextWidth.padLeft(share(row.time.system, total), 7) + " │"
+            var out = TextWidth.padLeft(share(row.time.total, total), 7)
+                + TextWidth.padLeft(share(row.time.python, total), 7)
+                + TextWidth.padLeft(share(row.time.native, total), 7)
+                + TextWidth.padLeft(share(row.time.system, total), 7)
             if memory {
                 func rate(_ megabytes: Double) -> String {
                     let perSecond = seconds > 0 ? megabytes / seconds : 0
                     return perSecond >= 0.005 ? String(format: "%.2fM", perSecond) : ""
                 }
-                out += TextWidth.padLeft(rate(row.allocatedMB), 8) + " │" + TextWidth.padLeft(rate(row.copiedMB), 8) + " │"
+                out += TextWidth.padLeft(rate(row.allocatedMB), 8) + TextWidth.padLeft(rate(row.copiedMB), 8)
             }
-            if bar > 0 { out += " " + Self.bar(row.time, width: bar, scale: scale) + " │" }
-            let file = row.file.split(separator: "/").last.map(String.init) ?? row.file
-            out += " " + TextWidth.fit("\(file):\(row.line)", location) + " │ "
+            if bar > 0 { out += "  " + Self.bar(row.time, width: bar, scale: scale) }
+            out += " │ " + TextWidth.fit(Self.location(row), location) + " │ "
             out += TextWidth.clip(TextWidth.printable(row.text).trimmingCharacters(in: .whitespaces), to: text)
             return out
         }

@@ -48,6 +48,12 @@ public struct SavedProfile: Decodable, Sendable {
             public var file: String
             public var function: String
             public var line: Int
+
+            public init(file: String, function: String, line: Int) {
+                self.file = file
+                self.function = function
+                self.line = line
+            }
         }
 
         struct Stats: Decodable {
@@ -70,7 +76,7 @@ public struct SavedProfile: Decodable, Sendable {
 
         /// "path/to/file.py function:12;" — the file may contain spaces, the function name and the
         /// line number do not.
-        static func frame(_ text: String) -> Frame {
+        public static func frame(_ text: String) -> Frame {
             var text = Substring(text)
             if text.hasSuffix(";") { text = text.dropLast() }
             var line = 0

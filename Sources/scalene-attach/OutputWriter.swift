@@ -52,7 +52,22 @@ struct OutputWriter {
 
     /// Writes to a temporary file beside `path` and renames it over `path`, so a reader never sees
     /// a half-written profile.
+    ///
+    /// A path that is not a regular file (`/dev/null`, a FIFO, `/dev/stdout`) is written in place:
+    /// renaming over it would replace the device with a file (run as root, `--output /dev/null`
+    /// turned /dev/null into a regular file for the whole machine).
     static func replace(_ path: String, with data: Data) throws {
+        var info = stat()
+        if stat(path, &info) == 0 && (info.st_mode & S_IFMT) != S_IFREG {
+            guard let handle = FileHandle(forWritingAtPath: path) else {
+                throw Failure("cannot write \(path): \(String(cString: strerror(errno)))", .internalError)
+            }
+            defer { try? handle.close() }
+            do { try handle.write(contentsOf: data) } catch {
+                throw Failure("cannot write \(path): \(error.localizedDescription)", .internalError)
+            }
+            return
+        }
         let temporary = path + ".tmp-\(getpid())"
         guard FileManager.default.createFile(atPath: temporary, contents: data) else {
             throw Failure("cannot write \(temporary): \(String(cString: strerror(errno)))", .internalError)
