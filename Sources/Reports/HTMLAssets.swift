@@ -207,16 +207,17 @@ enum HTMLAssets {
       main.append(filesSection);
 
       // ---- flame graph (icicle: callers above callees), zoom by click, search ----
-      const stacks = data.stacks || { frames: [], stacks: [] };
+      const stacks = data.stacks || { files: [], frames: [], stacks: [] };
       const root = { name: "all", file: "", children: new Map(), py: 0, nat: 0, sys: 0, depth: 0 };
       for (const [indices, py, nat, sys] of stacks.stacks) {
         let node = root;
         root.py += py; root.nat += nat; root.sys += sys;
         for (const index of indices) {
-          const [name, file] = stacks.frames[index];
+          const [name, fileIndex, line] = stacks.frames[index];
+          const file = stacks.files[fileIndex];
           const key = file + "\u0000" + name;
           let child = node.children.get(key);
-          if (!child) { child = { name, file, line: stacks.frames[index][2], children: new Map(), py: 0, nat: 0, sys: 0, parent: node, depth: node.depth + 1 }; node.children.set(key, child); }
+          if (!child) { child = { name, file, line, children: new Map(), py: 0, nat: 0, sys: 0, parent: node, depth: node.depth + 1 }; node.children.set(key, child); }
           child.py += py; child.nat += nat; child.sys += sys;
           node = child;
         }

@@ -21,6 +21,9 @@ public struct HTMLReport {
         public var contextLines = 2
         public var functions = 3000
         public var stacks = 2000
+        /// Distinct frames over all embedded stacks, and frames per stack (outermost kept).
+        public var frames = 12_000
+        public var stackDepth = 128
         public var threads = 500
         /// Characters of source text per line.
         public var sourceCharacters = 200
@@ -199,22 +202,36 @@ public struct HTMLReport {
         }
     }
 
-    /// Frames once each, stacks as frame indices with their split (fractions of all time).
+    /// Frames once each (their files once each), stacks as frame indices with their split
+    /// (fractions of all time). Hottest stacks first, until `stacks` of them or `frames` distinct
+    /// frames: a run with deep, rarely repeated stacks cannot make the page large.
     func stacks() -> [String: Any] {
         var frameIndex = [SavedProfile.Stack.Frame: Int]()
+        var fileIndex = [String: Int]()
+        var files = [String]()
         var frames = [[Any]]()
         var stacks = [[Any]]()
         let sorted = (profile.stacks ?? []).sorted { ($0.python + $0.native + $0.system) > ($1.python + $1.native + $1.system) }
-        for stack in sorted.prefix(limits.stacks) {
-            let indices = stack.frames.prefix(256).map { frame -> Int in
+        for stack in sorted {
+            guard stacks.count < limits.stacks else { break }
+            let kept = stack.frames.prefix(limits.stackDepth)
+            let fresh = Set(kept.filter { frameIndex[$0] == nil })
+            if frames.count + fresh.count > limits.frames { continue }
+            let indices = kept.map { frame -> Int in
                 if let index = frameIndex[frame] { return index }
+                let file: Int
+                if let known = fileIndex[frame.file] { file = known } else {
+                    file = files.count
+                    fileIndex[frame.file] = file
+                    files.append(frame.file)
+                }
                 frameIndex[frame] = frames.count
-                frames.append([frame.function, frame.file, frame.line])
+                frames.append([frame.function, file, frame.line])
                 return frames.count - 1
             }
             stacks.append([indices, Self.round(stack.python), Self.round(stack.native), Self.round(stack.system), stack.count])
         }
-        return ["frames": frames, "stacks": stacks, "omitted": max(0, sorted.count - limits.stacks)]
+        return ["files": files, "frames": frames, "stacks": stacks, "omitted": max(0, sorted.count - stacks.count)]
     }
 
     func memory() -> [String: Any] {

@@ -9,6 +9,10 @@ struct HTMLReportTests {
     /// time, memory and full sample lists, 2500 distinct deep stacks.
     func hugeProfile() -> Profile {
         var thread = ThreadProfile(tid: 1, name: "MainThread")
+        thread.samples = 60_000
+        thread.runningSamples = 60_000
+        thread.wallSeconds = 600
+        thread.cpuSeconds = 600
         var memory = MemoryProfile()
         memory.totalAllocatedMB = 1e6
         for file in 0..<8 {
@@ -28,7 +32,7 @@ struct HTMLReportTests {
             }
         }
         for index in 0..<2500 {
-            let stack = (0..<40).map { StackFrame(file: "/srv/app/module\($0 % 8).py", function: "f\((index + $0) % 97)", line: $0 + 1) }
+            let stack = (0..<40).map { StackFrame(file: "/srv/app/module\($0 % 8).py", function: "f\(index)_\($0)", line: $0 + 1) }
             var time = StackTime()
             time.time = TimeSplit(python: 0.01, native: Double(index % 3) * 0.01, system: 0.001)
             time.samples = 3
@@ -53,7 +57,9 @@ struct HTMLReportTests {
         let dataRows = files.flatMap { ($0["lines"] as? [[Any]]) ?? [] }.filter { ($0.last as? Int) == 1 }
         #expect(dataRows.count == report.limits.dataLines)
         let stacks = try #require((model["stacks"] as? [String: Any])?["stacks"] as? [[Any]])
-        #expect(stacks.count == report.limits.stacks)
+        let frames = try #require((model["stacks"] as? [String: Any])?["frames"] as? [[Any]])
+        #expect(stacks.count > 100 && stacks.count <= report.limits.stacks, "\(stacks.count) stacks")
+        #expect(frames.count <= report.limits.frames, "\(frames.count) frames")
         for row in dataRows.prefix(50) {
             #expect(((row[9] as? [Int]) ?? []).count <= report.limits.sparkPoints)
             #expect(((row[10] as? [Double]) ?? []).count <= report.limits.sparkPoints)
