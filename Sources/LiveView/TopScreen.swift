@@ -139,7 +139,7 @@ public struct TopScreen {
         /// Columns of the widest location shown ("file.py:123").
         var locations: Int
         var bar: Int { width >= 120 ? min(40, (width - 60) / 4) : 0 }
-        var numeric: Int { 4 * 7 + (memory ? 2 * 7 : 0) }
+        var numeric: Int { 4 * 7 + (memory ? 2 * 8 : 0) }
         var location: Int { max(10, min(locations, 40, (width - numeric - bar) / 2)) }
         var text: Int { max(0, width - numeric - bar - location - 6 - (bar > 0 ? 2 : 0)) }
 
@@ -153,7 +153,7 @@ public struct TopScreen {
             }
             var out = title("total", .total, 7) + title("Python", .python, 7) + title("native", .native, 7)
                 + title("system", .system, 7)
-            if memory { out += title("alloc/s", .memory, 7) + title("copy/s", .copy, 7) }
+            if memory { out += title("alloc/s", .memory, 8) + title("copy/s", .copy, 8) }
             if bar > 0 { out += "  " + TextWidth.padRight("█ Python ▒ native ░ system", bar) }
             out += " │ " + TextWidth.padRight(mode == .lines ? "where" : "defined at", location) + " │ "
             out += mode == .lines ? "source" : "function"
@@ -170,7 +170,7 @@ public struct TopScreen {
                     let perSecond = seconds > 0 ? megabytes / seconds : 0
                     return perSecond >= 0.005 ? (perSecond >= 100 ? String(format: "%.0fM", perSecond) : String(format: "%.2fM", perSecond)) : ""
                 }
-                out += TextWidth.padLeft(rate(row.allocatedMB), 7) + TextWidth.padLeft(rate(row.copiedMB), 7)
+                out += TextWidth.padLeft(rate(row.allocatedMB), 8) + TextWidth.padLeft(rate(row.copiedMB), 8)
             }
             if bar > 0 { out += "  " + Self.bar(row.time, width: bar, scale: scale) }
             out += " │ " + TextWidth.fit(Self.location(row), location) + " │ "
