@@ -158,15 +158,26 @@ struct ViewCommandTests {
         #expect(!FileManager.default.fileExists(atPath: directory.file("out.html")))
     }
 
-    @Test("--output /dev/null writes through the device and leaves it a device")
+    @Test("--output to a FIFO writes through it and leaves it a FIFO (as /dev/null must stay a device)")
     func deviceOutput() throws {
         let python = try #require(Interpreters.installed.first)
+        let directory = try TemporaryDirectory()
+        let fifo = directory.file("table.fifo")
+        #expect(mkfifo(fifo, 0o600) == 0)
+        // The reader: drains the FIFO into a file.
+        let reader = Process()
+        reader.executableURL = URL(fileURLWithPath: "/bin/sh")
+        reader.arguments = ["-c", "cat \"$0\" > \"$1\"", fifo, directory.file("read.txt")]
+        try reader.run()
+        defer { if reader.isRunning { kill(reader.processIdentifier, SIGKILL); reader.waitUntilExit() } }
         let fixture = try FixtureProcess(python: python.path, script: Package.fixture("dump/busy_loop.py"))
         defer { fixture.kill() }
-        let result = try runTool(["--pid", String(fixture.pid), "--duration", "0.3", "--quiet", "--cpu-only", "--output", "/dev/null",
-                                  "--html", "/dev/null"])
+        let result = try runTool(["--pid", String(fixture.pid), "--duration", "0.3", "--quiet", "--cpu-only", "--output", fifo])
         #expect(result.status == 0, "\(result.stderr)")
+        reader.waitUntilExit()
         var info = stat()
-        #expect(stat("/dev/null", &info) == 0 && (info.st_mode & S_IFMT) == S_IFCHR, "/dev/null is still a character device")
+        #expect(stat(fifo, &info) == 0 && (info.st_mode & S_IFMT) == S_IFIFO, "still a FIFO, not replaced by a file")
+        let read = (try? String(contentsOfFile: directory.file("read.txt"), encoding: .utf8)) ?? ""
+        #expect(read.contains("busy_loop.py"), "the table went through the FIFO: \(read.prefix(200))")
     }
 }

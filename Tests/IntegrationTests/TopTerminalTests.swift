@@ -21,32 +21,38 @@ final class TmuxPane {
 
     deinit { _ = try? tmux(["kill-server"]) }
 
-    /// Runs a tmux client. Its output is read only after it exits (at most 10 s): the server that
-    /// `new-session` starts is forked from the client and may keep the client's pipes open.
+    /// Runs a tmux client and waits for it (at most 10 s, then it is killed). Spawned and reaped
+    /// here rather than through Foundation's Process, whose exit tracking was seen to miss the
+    /// `new-session` client (the server it forks outlives it) and hang `waitUntilExit`; output goes
+    /// to a file, since the server may keep inherited pipes open.
     @discardableResult
     func tmux(_ arguments: [String]) throws -> (status: Int32, output: String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/tmux")
-        process.arguments = ["-L", socket, "-f", "/dev/null"] + arguments
-        let output = FileManager.default.temporaryDirectory.appendingPathComponent("tmux-\(UUID().uuidString)")
-        FileManager.default.createFile(atPath: output.path, contents: nil)
-        defer { try? FileManager.default.removeItem(at: output) }
-        let handle = try FileHandle(forWritingTo: output)
-        process.standardOutput = handle
-        process.standardError = handle
-        process.standardInput = FileHandle.nullDevice
-        try process.run()
-        try? handle.close()
+        let output = NSTemporaryDirectory() + "tmux-\(UUID().uuidString)"
+        defer { unlink(output) }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, output, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        let argv = ["/usr/bin/tmux", "-L", socket, "-f", "/dev/null"] + arguments
+        let cArguments = argv.map { strdup($0) } + [nil]
+        defer { cArguments.forEach { free($0) } }
+        var pid: pid_t = 0
+        let spawned = posix_spawn(&pid, "/usr/bin/tmux", &actions, nil, cArguments, environ)
+        guard spawned == 0 else { throw HarnessError("cannot start tmux: \(String(cString: strerror(spawned)))") }
+        var status: Int32 = 0
         let deadline = Date().addingTimeInterval(10)
-        while process.isRunning && Date() < deadline { usleep(10_000) }
-        if process.isRunning {
-            kill(process.processIdentifier, SIGKILL)
-            process.waitUntilExit()
-            throw HarnessError("tmux \(arguments.first ?? "") did not finish in 10 s")
+        while waitpid(pid, &status, WNOHANG) == 0 {
+            if Date() > deadline {
+                kill(pid, SIGKILL)
+                waitpid(pid, &status, 0)
+                throw HarnessError("tmux \(arguments.first ?? "") did not finish in 10 s")
+            }
+            usleep(10_000)
         }
-        process.waitUntilExit()
-        let text = (try? String(contentsOf: output, encoding: .utf8)) ?? ""
-        return (process.terminationStatus, text)
+        let text = (try? String(contentsOfFile: output, encoding: .utf8)) ?? ""
+        return ((status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f), text)
     }
 
     /// The pane's screen as text.
