@@ -15,6 +15,8 @@ CC           ?= cc
 TOOL_FLAGS   ?= -c release --static-swift-stdlib
 TEST_FLAGS   ?= -c release --scratch-path .build-tests
 DEB_PACKAGES := libelf-dev libunwind-dev libpython3-dev patchelf gpgv debian-archive-keyring
+# What the view tests drive: a real terminal (tmux) and a real browser (headless chromium).
+TEST_DEB_PACKAGES := tmux chromium
 BIN_DIR       = $(shell $(SWIFT) build $(TOOL_FLAGS) --show-bin-path 2>/dev/null)
 AGENT        := build/libscalene_agent.so
 
@@ -28,13 +30,16 @@ FUZZ_BIN      = $(shell $(SWIFT) build $(FUZZ_FLAGS) --show-bin-path 2>/dev/null
 FUZZ_SECONDS ?= 60
 FUZZ_TEST_SECONDS ?= 10
 
-.PHONY: all deps build agent test-deps pythons test demo bench layouts clean fuzz fuzz-build fuzz-seeds
+.PHONY: all deps build agent test-deps pythons test demo bench layouts screenshots clean fuzz fuzz-build fuzz-seeds
 
 all: build
 
 # Installs the Debian packages the build needs, only when one is missing.
 deps:
-	@missing=""; for p in $(DEB_PACKAGES); do \
+	@$(MAKE) --no-print-directory install-debs PACKAGES="$(DEB_PACKAGES)"
+
+install-debs:
+	@missing=""; for p in $(PACKAGES); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
 	done; \
 	if [ -n "$$missing" ]; then \
@@ -53,8 +58,10 @@ build: deps agent
 	cp $(AGENT) "$(BIN_DIR)/libscalene_agent.so"
 	@echo "built $(BIN_DIR)/scalene-attach"
 
-# Scalene itself (from PyPI), to check that its model validates and its viewer renders our JSON.
+# Scalene itself (from PyPI), to check that its model validates and its viewer renders our JSON;
+# tmux and chromium for the views.
 test-deps:
+	@$(MAKE) --no-print-directory install-debs PACKAGES="$(TEST_DEB_PACKAGES)"
 	@if [ ! -x $(SCALENE_VENV)/bin/scalene ]; then \
 	  echo "Installing scalene from PyPI into $(SCALENE_VENV)"; \
 	  python3 -m venv $(SCALENE_VENV) && $(SCALENE_VENV)/bin/pip install -q --disable-pip-version-check scalene; \
@@ -96,6 +103,10 @@ demo: build
 
 bench: build pythons
 	@SCALENE_PYTHONS="$(PYTHONS_CACHE)" SCALENE_ATTACH_BIN="$(BIN_DIR)/scalene-attach" python3 fixtures/bench/bench.py
+
+# The README's pictures of the HTML report and of top, made from a live demo workload.
+screenshots: build
+	@SCALENE_ATTACH_BIN="$(BIN_DIR)/scalene-attach" sh fixtures/screenshots/make-screenshots.sh fixtures/screenshots
 
 # Regenerates the per-version layout and opcode tables from the installed interpreters' headers.
 layouts: pythons

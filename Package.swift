@@ -39,10 +39,14 @@ let package = Package(
         // The readers that take remote bytes, driven by arbitrary input (libFuzzer and corpus replay).
         .target(name: "FuzzTargets", dependencies: ["RemoteProcess", "CPythonLayouts", "PythonInspector", "Profiler", "Injector"]),
         .executableTarget(name: "scalene-fuzz", dependencies: ["FuzzTargets", "PythonInspector", "RemoteProcess", "CPythonLayouts"]),
+        // The live view (`top`): terminal mode and keys (CTerminal), and screens rendered as a pure
+        // function of a profile snapshot and the view's state.
+        .target(name: "CTerminal"),
+        .target(name: "LiveView", dependencies: ["CTerminal", "Profiler", "Reports"]),
         .executableTarget(
             name: "scalene-attach",
             dependencies: [
-                "RemoteProcess", "PythonInspector", "Profiler", "Injector", "Reports", "NativeStacks", "CScaleneSys",
+                "RemoteProcess", "PythonInspector", "Profiler", "Injector", "Reports", "LiveView", "NativeStacks", "CScaleneSys",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -53,6 +57,8 @@ let package = Package(
         .testTarget(name: "NativeStacksTests", dependencies: ["NativeStacks", "RemoteProcess", "CScaleneSys"]),
         .testTarget(name: "CPythonLayoutsTests", dependencies: ["CPythonLayouts"]),
         .testTarget(name: "PythonInspectorTests", dependencies: ["PythonInspector", "RemoteProcess", "CPythonLayouts"]),
+        .testTarget(name: "ReportsTests", dependencies: ["Reports", "Profiler", "CPythonLayouts"]),
+        .testTarget(name: "LiveViewTests", dependencies: ["LiveView", "Profiler", "CPythonLayouts"]),
         .testTarget(name: "IntegrationTests", dependencies: ["PythonInspector", "RemoteProcess"]),
         .testTarget(name: "FuzzCorpusTests", dependencies: ["FuzzTargets", "RemoteProcess"]),
     ],

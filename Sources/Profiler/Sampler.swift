@@ -62,6 +62,9 @@ public final class Sampler {
     var nativeSummary: NativeSummary?
     /// The GIL's memory: a thread blocked in a futex there waits for the GIL (found once).
     private var gilState: Range<UInt64>??
+    /// The target's argv, read at the start: /proc/PID/cmdline is gone once the target has exited
+    /// (run mode reports after the program's exit).
+    private let startArguments: [String]
 
     /// Per-thread state between ticks.
     final class ThreadTrack {
@@ -130,6 +133,7 @@ public final class Sampler {
         schedule = SamplingSchedule(rateHz: options.rate, start: startMonotonic, seed: startMonotonic ^ 0x5ca1e)
         samplerCPUStart = Self.threadCPUSeconds()
         statistics.requestedRate = options.rate
+        startArguments = target.process.commandLine()
     }
 
     /// The stack reader's code objects resolved (for the memory side, which resolves the agent's
@@ -374,7 +378,7 @@ public final class Sampler {
         stats.lateTicks = schedule.lateTicks
         stats.samplerCPUSeconds = Self.threadCPUSeconds() - samplerCPUStart
         let threads = finished + tracks.values.sorted { ($0.profile.tid ?? 0) < ($1.profile.tid ?? 0) }.map(fold)
-        let arguments = target.process.commandLine()
+        let arguments = startArguments.isEmpty ? target.process.commandLine() : startArguments
         var program = Self.program(from: arguments)
         if let relative = program, relative.hasSuffix(".py"), !relative.hasPrefix("/"), let cwd = table.workingDirectory {
             program = cwd + "/" + relative

@@ -69,6 +69,7 @@ public struct ScaleneJSONReport {
         var extras: [String: Any] = [
             "pid": Int(profile.pid),
             "python_version": profile.pythonVersion.description,
+            "command_line": profile.arguments,
             "sampler": [
                 "requested_rate_hz": stats.requestedRate,
                 "ticks": stats.ticks,
@@ -243,6 +244,9 @@ public struct ScaleneJSONReport {
                 "count": value.samples,
                 "python_time": total > 0 ? value.time.python / total : 0,
                 "c_time": total > 0 ? value.time.native / total : 0,
+                // Ours (Scalene's viewer reads the three above): the stack's system share, so that a
+                // saved profile keeps the whole split (`scalene-attach view --html`).
+                "system_time": total > 0 ? value.time.system / total : 0,
                 "cpu_samples": total > 0 ? (value.time.python + value.time.native) / total : 0,
             ]
             return [frames, stats]

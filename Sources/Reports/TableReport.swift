@@ -3,21 +3,36 @@ import Profiler
 
 /// The terminal report, modelled on Scalene's: per file a header, then per line
 /// `Line │ Python │ native │ system │ [Mem Py │ peak │ timeline │ Copy MB/s │] source`,
-/// then per-function summaries. Fits 100 columns.
+/// then per-function summaries. Rows are cut to `width` columns; the source column gets what the
+/// fixed columns leave.
 public struct TableReport {
+    /// Which source lines are printed.
+    public enum Detail: Sendable, Equatable {
+        /// Lines with at least 1% of the time or 1 MB allocated or copied (Scalene's reduced view).
+        case reduced
+        /// Lines with any data, with `contextLines` of source around them (the default).
+        case withData
+        /// Every line of every profiled file.
+        case full
+    }
+
     public var profile: Profile
     public var sources: SourceFiles
-    /// Hide lines under 1% of time and 1 MB of memory; runs of hidden lines show as "...".
-    public var reduced = false
+    public var detail: Detail = .withData
     /// Add a per-thread breakdown.
     public var perThread = false
-    public var width = 100
+    /// Columns available (the terminal's width, or 120 when not writing to a terminal).
+    public var width = 120
+    /// Source lines shown before and after each line with data (`.withData`).
+    public static let contextLines = 1
 
-    public init(profile: Profile, sources: SourceFiles, reduced: Bool = false, perThread: Bool = false) {
+    public init(profile: Profile, sources: SourceFiles, detail: Detail = .withData, perThread: Bool = false,
+                width: Int = 120) {
         self.profile = profile
         self.sources = sources
-        self.reduced = reduced
+        self.detail = detail
         self.perThread = perThread
+        self.width = max(40, width)
     }
 
     var hasMemory: Bool { profile.memory != nil }
@@ -43,28 +58,32 @@ public struct TableReport {
             out += columnHeader(last: "source") + "\n"
             let source = sources.lines(of: file)
             let numbers = Set(fileLines.keys.map(\.line)).union(fileMemory.keys.map(\.line))
-            var hidden = false
-            for number in SourceFiles.lineNumbers(sourceCount: source.count, withData: numbers) {
+            let candidates = SourceFiles.lineNumbers(sourceCount: source.count, withData: numbers)
+            let shown = Self.shownLines(candidates, detail: detail) { number in
                 let key = SourceLine(file: file, line: number)
-                let time = fileLines[key]
-                let memory = fileMemory[key]
-                if reduced && !isSignificant(time, memory, total: total) {
-                    if !hidden { out += "   ...\n" }
-                    hidden = true
-                    continue
-                }
-                hidden = false
+                return detail == .reduced ? isSignificant(fileLines[key], fileMemory[key], total: total)
+                    : hasData(fileLines[key], fileMemory[key], total: total)
+            }
+            var previous = 0
+            for number in shown {
+                if number > previous + 1 { out += "  ...\n" }
+                previous = number
+                let key = SourceLine(file: file, line: number)
                 let text = number <= source.count ? source[number - 1] : ""
-                out += row(label: String(number), time: time?.time, memory: memory, total: total, text: text) + "\n"
+                let time = fileLines[key]
+                out += row(label: String(number), time: time?.time, memory: fileMemory[key], total: total,
+                           text: text) + "\n"
                 if let time, total > 0, time.time.native / total >= 0.01, time.nativeSamples > 0 {
                     out += nativeRow(time) + "\n"
                 }
             }
+            if let last = shown.last, last < (candidates.last ?? 0) { out += "  ...\n" }
+            if shown.isEmpty { out += "  (no line with data)\n" }
             let fileFunctions = functions.filter { $0.key.file == file }.sorted { $0.key < $1.key }
             let functionMemory = profile.memory?.functions ?? [:]
             if !fileFunctions.isEmpty {
                 out += "\n" + columnHeader(last: "function summary") + "\n"
-                for (function, time) in fileFunctions where !reduced || time.total / max(total, 1e-12) >= 0.01 {
+                for (function, time) in fileFunctions where detail != .reduced || time.total / max(total, 1e-12) >= 0.01 {
                     out += row(label: String(function.firstLine), time: time, memory: functionMemory[function], total: total,
                                text: function.name) + "\n"
                 }
@@ -83,8 +102,7 @@ public struct TableReport {
 
     func header() -> String {
         var lines = [String]()
-        let program = profile.program ?? profile.arguments.joined(separator: " ")
-        lines.append(clip("scalene-attach: pid \(profile.pid) · Python \(profile.pythonVersion) · \(program)"))
+        lines.append(clip("scalene-attach: pid \(profile.pid) · Python \(profile.pythonVersion) · \(Self.commandLine(profile))"))
         let stats = profile.statistics
         let rate = profile.elapsed > 0 ? Double(stats.ticks) / profile.elapsed : 0
         lines.append(clip(String(format: "%.2f s profiled · %d samples at %.1f Hz (requested %.0f Hz)", profile.elapsed,
@@ -106,12 +124,7 @@ public struct TableReport {
             lines.append(clip(text))
         }
         if let memory = profile.memory {
-            var text = String(format: "memory: peak %.1f MB", memory.peakFootprintMB)
-            if let peak = memory.peakLine { text += " at \(shortName(peak.file)):\(peak.line)" }
-            text += String(format: " · %.1f MB allocated, %.0f%% by Python · growth %.1f%%", memory.totalAllocatedMB,
-                           memory.totalAllocatedMB > 0 ? 100 * (memory.lines.values.reduce(0) { $0 + $1.pythonMB }) / memory.totalAllocatedMB : 0,
-                           memory.growthRate)
-            lines.append(clip(text))
+            lines.append(clip(Self.memorySummary(memory, targetExited: profile.end == .targetExited)))
         }
         switch profile.end {
         case .targetExited: lines.append("the process exited; this is what was collected until then")
@@ -119,6 +132,65 @@ public struct TableReport {
         }
         if let reason = profile.emptyReason { lines.append("NOTHING WAS ATTRIBUTED: " + reason) }
         return lines.joined(separator: "\n") + "\n"
+    }
+
+    /// The target's command line as a person typed it: the interpreter by its name, then the
+    /// arguments; the main script when argv could not be read.
+    public static func commandLine(_ profile: Profile) -> String {
+        guard let first = profile.arguments.first else { return profile.program ?? "(command line unknown)" }
+        let interpreter = first.split(separator: "/").last.map(String.init) ?? first
+        return ([interpreter] + profile.arguments.dropFirst()).map(quoted).joined(separator: " ")
+    }
+
+    static func quoted(_ argument: String) -> String {
+        if !argument.isEmpty && argument.allSatisfy({ $0.isLetter || $0.isNumber || "-_./=:,+@%".contains($0) }) {
+            return argument
+        }
+        return "'" + argument.replacingOccurrences(of: "'", with: "'\\''") + "'"
+    }
+
+    /// One line on memory: the peak and where it was reached, what was allocated and by whom, and
+    /// the net change of the footprint since attach.
+    ///
+    /// The footprint is measured from attach, from samples, so its net change is not a growth of
+    /// the program: memory allocated before attach and freed while we watch lowers it, and a
+    /// process that exits frees everything in its teardown (a program that only grew by 100 MB
+    /// ends near −2 MB). A percentage of that ("growth -0.8%") read as "the program shrank"; the
+    /// signed MB with its reason says what was measured, and the peak says how far it grew.
+    public static func memorySummary(_ memory: MemoryProfile, targetExited: Bool = false) -> String {
+        var text = String(format: "memory: peak %.1f MB", memory.peakFootprintMB)
+        if let peak = memory.peakLine {
+            text += " at \(peak.file.split(separator: "/").last.map(String.init) ?? peak.file):\(peak.line)"
+        }
+        let python = memory.totalAllocatedMB > 0
+            ? 100 * memory.lines.values.reduce(0) { $0 + $1.pythonMB } / memory.totalAllocatedMB : 0
+        text += String(format: " · %.1f MB allocated (%.0f%% Python)", memory.totalAllocatedMB, python)
+        let net = memory.currentFootprintMB
+        text += " · net " + (net >= 0.05 ? "+" : net <= -0.05 ? "−" : "±") + String(format: "%.1f MB since attach", Swift.abs(net))
+        if targetExited {
+            text += " (after the exit freed it)"
+        } else if net <= -0.05 {
+            text += " (freed memory older than the attach)"
+        }
+        return text
+    }
+
+    /// The line numbers to print, in order, for a file of `count` lines.
+    /// Which of `candidates` (a file's line numbers, ascending: see `SourceFiles.lineNumbers`) a
+    /// table shows.
+    static func shownLines(_ candidates: [Int], detail: Detail, hasData: (Int) -> Bool) -> [Int] {
+        switch detail {
+        case .full: return candidates
+        case .reduced: return candidates.filter(hasData)
+        case .withData:
+            var shown = [Int]()
+            for (index, number) in candidates.enumerated() where hasData(number) {
+                // A little context around each line with data: neighbours that are real lines.
+                let low = max(0, index - contextLines), high = min(candidates.count - 1, index + contextLines)
+                for near in candidates[low...high] where abs(near - number) <= contextLines { shown.append(near) }
+            }
+            return Array(Set(shown)).sorted()
+        }
     }
 
     func columnHeader(last: String) -> String {
@@ -148,7 +220,14 @@ public struct TableReport {
                 out += "        │        │              │           │"
             }
         }
-        return clip(out + " " + text)
+        return clip(out + " " + TextWidth.printable(text))
+    }
+
+    /// Whether any cell of the row would show something.
+    func hasData(_ time: LineTime?, _ memory: MemoryLine?, total: Double) -> Bool {
+        if let time, total > 0, time.time.total / total >= 0.0005 { return true }
+        if let memory, memory.allocatedMB > 0 || memory.peakMB >= 0.05 || memory.copiedMB > 0 { return true }
+        return false
     }
 
     /// The hottest native functions of a line, with their share of its native samples, under the
@@ -237,15 +316,9 @@ public struct TableReport {
 
     func shortName(_ path: String) -> String { path.split(separator: "/").last.map(String.init) ?? path }
 
-    func pad(_ text: String, _ width: Int) -> String {
-        text.count >= width ? text : String(repeating: " ", count: width - text.count) + text
-    }
+    func pad(_ text: String, _ width: Int) -> String { TextWidth.padLeft(text, width) }
 
-    func padRight(_ text: String, _ width: Int) -> String {
-        text.count >= width ? text : text + String(repeating: " ", count: width - text.count)
-    }
+    func padRight(_ text: String, _ width: Int) -> String { TextWidth.padRight(text, width) }
 
-    func clip(_ text: String) -> String {
-        text.count <= width ? text : String(text.prefix(width - 1)) + "…"
-    }
+    func clip(_ text: String) -> String { TextWidth.clip(text, to: width) }
 }

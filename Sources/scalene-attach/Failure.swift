@@ -13,6 +13,8 @@ enum ExitStatus: Int32 {
     case permissionDenied = 4
     case unsupportedPython = 5
     case processExited = 6
+    /// `view`: the profile file cannot be read or is not a Scalene JSON profile.
+    case badProfile = 7
 }
 
 /// A failure reported as one line on stderr and a distinct exit code.

@@ -20,22 +20,31 @@ struct ProfileSession {
     /// profile goes on with CPU only, saying why.
     func startMemorySession(sampler: Sampler) -> MemorySession? {
         guard !options.cpuOnly else { return nil }
+        let started = Self.startAgent(target: target, sampler: sampler, memoryWindow: options.memoryWindow,
+                                      copyWindow: options.copyWindow)
+        if let warning = started.warning { printError("scalene-attach: warning: " + warning) }
+        return started.session
+    }
+
+    /// Injects the memory agent, or says in one sentence why it could not (then the target is left
+    /// exactly as it was).
+    static func startAgent(target: PythonTarget, sampler: Sampler, memoryWindow: String, copyWindow: String)
+        -> (session: MemorySession?, warning: String?)
+    {
         let located = MemorySession.locateAgent()
         guard let path = located.path else {
-            printError("scalene-attach: warning: memory profiling unavailable: agent library not found (looked in "
-                       + located.searched.joined(separator: ", ") + "); profiling CPU only")
-            return nil
+            return (nil, "memory profiling unavailable: agent library not found (looked in "
+                    + located.searched.joined(separator: ", ") + "); profiling CPU only")
         }
         var memoryOptions = MemorySession.Options(agentPath: path)
-        memoryOptions.window = ProfileOptions.byteCount(options.memoryWindow) ?? memoryOptions.window
-        memoryOptions.copyWindow = ProfileOptions.byteCount(options.copyWindow) ?? memoryOptions.copyWindow
+        memoryOptions.window = ProfileOptions.byteCount(memoryWindow) ?? memoryOptions.window
+        memoryOptions.copyWindow = ProfileOptions.byteCount(copyWindow) ?? memoryOptions.copyWindow
         do {
-            return try MemorySession(target: target, sampler: sampler, options: memoryOptions,
-                                     cancelled: { scalene_stop_requested() != 0 })
+            return (try MemorySession(target: target, sampler: sampler, options: memoryOptions,
+                                      cancelled: { scalene_stop_requested() != 0 }), nil)
         } catch {
-            printError("scalene-attach: warning: memory profiling unavailable: \(InjectFailure.describe(error)); "
-                       + "profiling CPU only (--cpu-only skips the attempt)")
-            return nil
+            return (nil, "memory profiling unavailable: \(InjectFailure.describe(error)); "
+                    + "profiling CPU only (--cpu-only skips the attempt)")
         }
     }
 

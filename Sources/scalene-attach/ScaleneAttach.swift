@@ -18,7 +18,7 @@ struct ScaleneAttach: ParsableCommand {
         64 usage error.
         """,
         version: "0.1.0",
-        subcommands: [ProfileCommand.self, DumpCommand.self, RunCommand.self],
+        subcommands: [ProfileCommand.self, DumpCommand.self, RunCommand.self, TopCommand.self, ViewCommand.self],
         defaultSubcommand: ProfileCommand.self
     )
 }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Profiler
+import Reports
 
 /// Output formats of the main report.
 enum ReportFormat: String, ExpressibleByArgument, CaseIterable {
@@ -32,8 +33,15 @@ struct ProfileOptions: ParsableArguments {
                                valueName: "format"))
     var format: ReportFormat = .table
 
-    @Flag(help: "Hide lines with under 1% of time and under 1 MB of memory.")
+    @Option(help: ArgumentHelp("Also write a self-contained HTML report here (flame graph, line tables, memory over time; opens offline).",
+                               valueName: "file"))
+    var html: String?
+
+    @Flag(help: "Table: only lines with at least 1% of the time or 1 MB of memory (JSON: only lines with data).")
     var reduced = false
+
+    @Flag(help: "Table: every line of every profiled file (default: lines with data and one line around each).")
+    var full = false
 
     @Flag(help: "Add a per-thread breakdown (time split, GIL share).")
     var threads = false
@@ -86,9 +94,10 @@ struct ProfileOptions: ParsableArguments {
                 throw ValidationError("\(name) must be a size of at least 4K, like 512K or 2M (got '\(value)')")
             }
         }
-        if snapshotInterval != nil && output == nil && json == nil {
-            throw ValidationError("--snapshot-interval needs --output or --json to write to")
+        if snapshotInterval != nil && output == nil && json == nil && html == nil {
+            throw ValidationError("--snapshot-interval needs --output, --json or --html to write to")
         }
+        if reduced && full { throw ValidationError("--reduced and --full are opposites; give one") }
     }
 
     /// "1M" → 1048576; plain numbers are bytes.
@@ -105,6 +114,8 @@ struct ProfileOptions: ParsableArguments {
         FileFilter(profileAll: profileAll, only: profileOnly.split(separator: ",").map(String.init),
                    exclude: profileExclude.split(separator: ",").map(String.init))
     }
+
+    var tableDetail: TableReport.Detail { reduced ? .reduced : full ? .full : .withData }
 
     var samplerOptions: SamplerOptions {
         var options = SamplerOptions()

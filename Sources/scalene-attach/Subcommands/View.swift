@@ -1,0 +1,40 @@
+import ArgumentParser
+import Foundation
+import Reports
+
+struct ViewCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "view",
+        abstract: "Turn a saved profile (our Scalene JSON) into a self-contained HTML report.",
+        discussion: """
+        Reads a profile written with --json (or --format json) and writes one HTML file with \
+        everything inside: the run's facts, the hottest lines, per-file line tables with source, a \
+        flame graph of the sampled stacks, the memory footprint over time and the threads. The \
+        page loads nothing from anywhere. Profiles written by Scalene itself are read too (without \
+        the facts only scalene-attach records).
+
+        Example:
+          scalene-attach view profile.json --html profile.html
+        """
+    )
+
+    @Argument(help: ArgumentHelp("A profile in Scalene's JSON format.", valueName: "profile.json"))
+    var profile: String
+
+    @Option(help: ArgumentHelp("Write the HTML report here.", valueName: "file"))
+    var html: String
+
+    func run() throws {
+        let data: Data
+        do { data = try Data(contentsOf: URL(fileURLWithPath: profile)) } catch {
+            fail(Failure("cannot read \(profile): \(String(cString: strerror(errno)))", .badProfile))
+        }
+        let saved: SavedProfile
+        do { saved = try SavedProfile.decode(data) } catch {
+            fail(Failure("\(profile) is \(error.description)", .badProfile))
+        }
+        do { try OutputWriter.replace(html, with: HTMLReport(profile: saved).render()) } catch let failure as Failure {
+            fail(failure)
+        }
+    }
+}
