@@ -13,7 +13,7 @@ let package = Package(
     targets: [
         // What Swift cannot call directly: variadic ptrace, wait-status macros, process_vm_readv.
         .target(name: "CScaleneSys"),
-        .systemLibrary(name: "CLibElf", pkgConfig: "libelf", providers: [.apt(["libelf-dev"])]),
+        .systemLibrary(name: "CLibElf", providers: [.apt(["libelf-dev"])]),
         // The wire format shared with the injected C agent (header only; the agent includes it too).
         .target(name: "CAgentProtocol"),
         // perf_event_open, its mmap ring and a libunwind address space over copied stacks. libunwind
@@ -29,7 +29,10 @@ let package = Package(
         ),
 
         .target(name: "RemoteProcess", dependencies: ["CScaleneSys"]),
-        .target(name: "ELFSymbols", dependencies: ["CLibElf", "RemoteProcess"]),
+        // libelf and its zlib are linked statically (Debian's libelf-dev and zlib1g-dev ship the
+        // archives): the tool needs nothing beyond glibc at run time.
+        .target(name: "ELFSymbols", dependencies: ["CLibElf", "RemoteProcess"],
+                linkerSettings: [.unsafeFlags(["-Xlinker", "-l:libelf.a", "-Xlinker", "-l:libz.a"])]),
         .target(name: "CPythonLayouts"),
         .target(name: "PythonInspector", dependencies: ["RemoteProcess", "ELFSymbols", "CPythonLayouts"]),
         .target(name: "NativeStacks", dependencies: ["CNativeStacks", "ELFSymbols", "RemoteProcess", "CScaleneSys"]),

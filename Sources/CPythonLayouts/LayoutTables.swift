@@ -115,6 +115,11 @@ public struct GILOffsets: Sendable, Equatable {
     public var mutex: Int
     public var cond: Int
 
+    /// `switch_number`, the count of GIL hand-offs: in every version the struct begins `interval,
+    /// last_holder, locked, switch_number, cond`, so it is the 8-byte field between `locked` (an
+    /// int, padded) and `cond`; nil if a layout ever says otherwise.
+    public var switchNumber: Int? { cond == locked + 16 ? locked + 8 : nil }
+
     public init(runtimeOffset: Int?, size: Int, locked: Int, mutex: Int, cond: Int) {
         self.runtimeOffset = runtimeOffset
         self.size = size

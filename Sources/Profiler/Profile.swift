@@ -239,6 +239,9 @@ public struct SamplerStatistics: Sendable, Equatable {
     /// Thread samples of threads whose id (as the target stores it) matched none of its kernel
     /// threads: nothing could be measured for them.
     public var unmappedThreadSamples = 0
+    /// Thread samples of threads that had not run since their previous sample: only their run time
+    /// was read (their stack cannot have changed).
+    public var idleThreadSamples = 0
     /// The share of thread samples that could not be read, 0–1.
     public var unreadableShare: Double { threadSamples > 0 ? Double(unreadableSamples) / Double(threadSamples) : 0 }
     /// Seconds the sampler itself spent on a CPU (getrusage of its own thread).

@@ -62,6 +62,10 @@ public final class Sampler {
     var nativeSummary: NativeSummary?
     /// The GIL's memory: a thread blocked in a futex there waits for the GIL (found once).
     private var gilState: Range<UInt64>??
+    /// The GIL's hand-off count at the last tick.
+    private var lastGILSwitches: UInt64?
+    /// At most this many ticks pass between two reads of an idle thread's run time.
+    static let idleCheckTicks = 8
     /// The target's argv, read at the start: /proc/PID/cmdline is gone once the target has exited
     /// (run mode reports after the program's exit).
     private let startArguments: [String]
@@ -87,6 +91,13 @@ public final class Sampler {
         /// -1 outside profiled files; a moving average): carried to intervals no sample tells about.
         var nativeFractionAt: [Int: Double] = [:]
         var lastSeenTick: Int
+        /// The last tick its run time was read at.
+        var lastClockTick: Int
+        /// It held the GIL at its last sample.
+        var lastHeldGIL = false
+        /// Wall time off the CPU at `last` not yet charged, and the samples that saw it.
+        var idleNanoseconds: UInt64 = 0
+        var idleSamples = 0
         /// The tick the thread was first seen at: only names read since then are its own.
         let firstTick: Int
         var pthreadID: UInt64
@@ -104,6 +115,7 @@ public final class Sampler {
             last = endpoint
             lastStack = stack
             lastSeenTick = tick
+            lastClockTick = tick
             firstTick = tick
             self.pthreadID = pthreadID
         }
@@ -198,8 +210,26 @@ public final class Sampler {
         statistics.ticks += 1
         lastTick = now
         let observations: [ThreadObservation]
+        // A thread that was off the CPU at its last sample and has used no CPU since has not moved:
+        // one read of its run time replaces the reads of its state and stack (most threads of a
+        // server are blocked most of the time).
+        // Cheaper still: with no GIL hand-off since the last tick, a thread that was off the CPU
+        // without the GIL has run no Python code; its run time is read every `idleCheckTicks`
+        // ticks all the same, for native code that runs without the GIL.
+        let switches = (gilState ?? nil).flatMap { observer.threads.gilSwitches(gil: $0.lowerBound) }
+        let noHandOff = switches != nil && switches == lastGILSwitches
+        lastGILSwitches = switches
+        var idle = Set<Int32>()
+        for (tid, track) in tracks where !track.last.running {
+            if noHandOff && !track.lastHeldGIL && statistics.ticks - track.lastClockTick < Self.idleCheckTicks {
+                idle.insert(tid)
+            } else if let runTime = track.clock.runTime(), runTime == track.lastCPU {
+                idle.insert(tid)
+                track.lastClockTick = statistics.ticks
+            }
+        }
         do {
-            observations = try observer.observe(threadIDs: threadIDs)
+            observations = try observer.observe(threadIDs: threadIDs, unchanged: { idle.contains($0) })
         } catch {
             if case .processGone = error { return false }
             // Every thread of this tick is lost: count them all as unreadable samples.
@@ -243,7 +273,20 @@ public final class Sampler {
             if observation.retried && !observation.walk.incomplete { statistics.retriedSamples += 1 }
             let location = table.innermostProfiled(observation.frames)
             let stack = observation.frames.isEmpty ? nil : table.stack(observation.frames)
-            if let track = tracks[tid], track.pthreadID == observation.pthreadID {
+            if observation.unchanged, let track = tracks[tid], track.pthreadID == observation.pthreadID {
+                // Off the CPU since its last sample, where it still is: its wall time there is
+                // added up and charged in one piece when it next moves (or at the report).
+                statistics.idleThreadSamples += 1
+                let wall = now &- track.lastTime
+                track.idleNanoseconds &+= wall
+                track.idleSamples += 1
+                track.profile.samples += 1
+                track.profile.wallSeconds += Double(wall) / 1e9
+                track.lastTime = now
+                track.lastSeenTick = statistics.ticks
+                track.lastHeldGIL = observation.holdsGIL
+                if observation.holdsGIL { track.profile.gilSamples += 1 }
+            } else if let track = tracks[tid], track.pthreadID == observation.pthreadID {
                 guard let reading = track.clock.read() else { continue }
                 let endpoint = Endpoint(location: location, running: reading.isRunning,
                                         native: Self.isNative(observation, running: reading.isRunning),
@@ -252,6 +295,8 @@ public final class Sampler {
                           observation: observation, nativeStacks: nativeStacks[tid] ?? [])
                 if namesTick >= track.firstTick, let name = threadNames[observation.pthreadID] { track.profile.name = name }
             } else {
+                // Its stack was not read: it is measured from the next tick on.
+                if observation.unchanged { continue }
                 if let old = tracks[tid] { retire(old) }
                 guard let clock = ThreadClock(pid: target.pid, tid: tid), let reading = clock.read() else { continue }
                 let endpoint = Endpoint(location: location, running: reading.isRunning,
@@ -290,8 +335,20 @@ public final class Sampler {
         return running && !observation.holdsGIL
     }
 
+    /// Charges a thread's accumulated idle wall time (no CPU) to where it sat.
+    private func flushIdle(_ track: ThreadTrack, sinceStart: Double) {
+        guard track.idleNanoseconds > 0 else { return }
+        let wall = Double(track.idleNanoseconds) / 1e9
+        let shares = Attribution.split(earlier: track.last, later: track.last, wall: wall, cpu: 0, kernel: 0, native: nil)
+        record(shares, track: track, nativeSplit: nil, stack: track.lastStack, sinceStart: sinceStart, wall: wall,
+               samples: track.idleSamples)
+        track.idleNanoseconds = 0
+        track.idleSamples = 0
+    }
+
     private func attribute(_ track: ThreadTrack, reading: ThreadClock.Reading, endpoint: Endpoint, stack: Int?,
                            now: UInt64, sinceStart: Double, observation: ThreadObservation, nativeStacks: [NativeStack]) {
+        flushIdle(track, sinceStart: sinceStart - Double(now &- track.lastTime) / 1e9)
         let wall = Double(now &- track.lastTime) / 1e9
         let cpuNanoseconds = reading.cpuNanoseconds >= track.lastCPU ? reading.cpuNanoseconds - track.lastCPU : 0
         track.cpuDebt += Double(cpuNanoseconds) / 1e9
@@ -309,6 +366,26 @@ public final class Sampler {
         }
         let shares = Attribution.split(earlier: track.last, later: endpoint, wall: wall, cpu: cpu, kernel: kernel,
                                        native: nativeSplit?.fractions)
+        record(shares, track: track, nativeSplit: nativeSplit, stack: stack, sinceStart: sinceStart, wall: wall, samples: 1)
+        track.profile.samples += 1
+        if reading.isRunning { track.profile.runningSamples += 1 }
+        if observation.holdsGIL { track.profile.gilSamples += 1 }
+        track.profile.wallSeconds += wall
+        track.profile.cpuSeconds += cpu
+        track.lastTime = now
+        track.lastCPU = reading.cpuNanoseconds
+        track.lastSystemTicks = reading.systemTicks
+        track.last = endpoint
+        track.lastStack = stack
+        track.lastFrames = observation.frames
+        track.lastSeenTick = statistics.ticks
+        track.lastHeldGIL = observation.holdsGIL
+        if !observation.unchanged { track.lastClockTick = statistics.ticks }
+    }
+
+    /// Adds an interval's shares to the thread's lines, stacks and timeline.
+    private func record(_ shares: [Attribution.Share], track: ThreadTrack, nativeSplit: NativeSplit?, stack: Int?,
+                        sinceStart: Double, wall: Double, samples: Int) {
         for share in shares {
             let time = share.fromEarlier ? sinceStart - wall : sinceStart
             if let location = share.location {
@@ -332,24 +409,12 @@ public final class Sampler {
             }
             for (stackIndex, part) in weighted {
                 track.stackTime[stackIndex, default: StackTime()].time += part
-                track.stackTime[stackIndex, default: StackTime()].samples += 1
+                track.stackTime[stackIndex, default: StackTime()].samples += samples
                 if options.recordTimeline && track.profile.timeline.count < 2_000_000 {
                     track.profile.timeline.append((stackIndex, part.total))
                 }
             }
         }
-        track.profile.samples += 1
-        if reading.isRunning { track.profile.runningSamples += 1 }
-        if observation.holdsGIL { track.profile.gilSamples += 1 }
-        track.profile.wallSeconds += wall
-        track.profile.cpuSeconds += cpu
-        track.lastTime = now
-        track.lastCPU = reading.cpuNanoseconds
-        track.lastSystemTicks = reading.systemTicks
-        track.last = endpoint
-        track.lastStack = stack
-        track.lastFrames = observation.frames
-        track.lastSeenTick = statistics.ticks
     }
 
     private func retire(_ track: ThreadTrack) {
@@ -358,6 +423,7 @@ public final class Sampler {
 
     /// The thread's accumulated data with location indices turned into source lines.
     private func fold(_ track: ThreadTrack) -> ThreadProfile {
+        flushIdle(track, sinceStart: Double(lastTick &- startMonotonic) / 1e9)
         var profile = track.profile
         for (location, time) in track.lineTime {
             var line = time

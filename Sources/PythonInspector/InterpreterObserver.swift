@@ -24,6 +24,9 @@ public struct ThreadObservation {
     /// A thread state created for a thread that has not started yet: until the new thread runs,
     /// it carries the pthread id of the thread that created it, so it has no tid or name of its own.
     public var isStarting = false
+    /// The caller said this thread has not run since its last observation: its stack was not read
+    /// (`frames` is empty; the caller keeps the previous ones).
+    public var unchanged = false
 }
 
 /// Reads every thread of the main interpreter with its stack: the work shared by `dump` and the
@@ -96,7 +99,11 @@ public final class InterpreterObserver<Memory: ProcessMemory> {
     /// Observes every thread. Kernel ids come from `threadIDs`: the target stores them as its own
     /// PID namespace sees them (`native_thread_id`, or the tid in glibc's `struct pthread` for
     /// versions without it), and each is translated to ours.
-    public func observe(threadIDs: ThreadIDSource) throws(MemoryReadError) -> [ThreadObservation] {
+    /// `unchanged` names threads (by our tid) known not to have run since they were last observed:
+    /// their thread states are read (the list and the GIL need them) but not their stacks, which a
+    /// thread that has not run cannot have changed.
+    public func observe(threadIDs: ThreadIDSource,
+                        unchanged: (Int32) -> Bool = { _ in false }) throws(MemoryReadError) -> [ThreadObservation] {
         let interp = try mainInterpreter()
         let records = try threadList(of: interp)
         lastThreadStates = records.map(\.address)
@@ -117,17 +124,26 @@ public final class InterpreterObserver<Memory: ProcessMemory> {
         let namespaced = threadIDs.map.isNamespaced
         var result = [ThreadObservation]()
         result.reserveCapacity(records.count)
-        let starts = stacks.walkStarts(threadStates: records.map(\.bytes))
-        for (record, start) in zip(records, starts) {
-            let ownID = record.nativeThreadID ?? tidsByPthread[record.pthreadID]
-            let hostID = ownID.flatMap { threadIDs.host($0) }
+        let ownIDs = records.map { $0.nativeThreadID ?? tidsByPthread[$0.pthreadID] }
+        let hostIDs = ownIDs.map { $0.flatMap { threadIDs.host($0) } }
+        let skipped = hostIDs.map { $0.map(unchanged) ?? false }
+        // Only the stacks of threads that may have moved are read (one batch for all of them).
+        let walked = records.indices.filter { !skipped[$0] }
+        var starts = [WalkStart?](repeating: nil, count: records.count)
+        for (index, start) in zip(walked, stacks.walkStarts(threadStates: walked.map { records[$0].bytes })) {
+            starts[index] = start
+        }
+        for (index, record) in records.enumerated() {
+            let ownID = ownIDs[index]
+            let hostID = hostIDs[index]
             var observation = ThreadObservation(threadState: record.address, pthreadID: record.pthreadID,
                                                 tid: hostID, holdsGIL: holder == record.address, frames: [],
                                                 walk: FrameWalk())
+            observation.unchanged = skipped[index]
             if namespaced || threadIDs.map.isNamespaced { observation.namespaceTID = ownID }
             // A thread the target knows (a pthread, an id) that we cannot find among its kernel threads.
             observation.unmapped = hostID == nil && (ownID != nil || record.pthreadID != 0)
-            if let start {
+            if let start = starts[index] {
                 (observation.walk, observation.frames) = walkAndResolve(from: start)
                 // A frame changed under us (popped, or its memory reused): the thread has moved on,
                 // so a fresh read of its chain usually succeeds.
@@ -152,7 +168,8 @@ public final class InterpreterObserver<Memory: ProcessMemory> {
         }
         var pthreadCounts = [UInt64: Int]()
         for observation in result { pthreadCounts[observation.pthreadID, default: 0] += 1 }
-        for index in result.indices where pthreadCounts[result[index].pthreadID, default: 0] > 1 && result[index].frames.isEmpty {
+        for index in result.indices where pthreadCounts[result[index].pthreadID, default: 0] > 1 && result[index].frames.isEmpty
+            && !result[index].unchanged {
             result[index].isStarting = true
             result[index].tid = nil
             result[index].namespaceTID = nil

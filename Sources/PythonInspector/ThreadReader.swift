@@ -134,6 +134,13 @@ public struct ThreadReader<Memory: ProcessMemory>: Sendable {
         return overflow ? nil : start..<end
     }
 
+    /// How many times the GIL has changed hands (`switch_number`), given where the GIL is
+    /// (`gilState`): unchanged between two reads means no thread took it in between.
+    public func gilSwitches(gil: UInt64) -> UInt64? {
+        guard let field = LayoutTables.gil(for: layout.version)?.switchNumber else { return nil }
+        return try? memory.integer(UInt64.self, at: gil &+ UInt64(field))
+    }
+
     /// The thread state holding the GIL, or nil when no thread holds it (or it cannot be told).
     public func gilHolder(interpreter: UInt64) -> UInt64? {
         if let current = layout.runtime.gilstateTstateCurrent {

@@ -24,6 +24,12 @@ public final class ThreadClock {
         public var state: UInt8
 
         public var isRunning: Bool { state == UInt8(ascii: "R") }
+
+        public init(cpuNanoseconds: UInt64, systemTicks: UInt64, state: UInt8) {
+            self.cpuNanoseconds = cpuNanoseconds
+            self.systemTicks = systemTicks
+            self.state = state
+        }
     }
 
     /// Opens the thread's files; nil if the thread is gone or unreadable.
@@ -101,6 +107,16 @@ public final class ThreadClock {
                 return nil
             }
             return Reading(cpuNanoseconds: cpu, systemTicks: system, state: state)
+        }
+    }
+
+    /// Nanoseconds on a CPU only (one read of schedstat): enough to tell that a thread has not run.
+    public func runTime() -> UInt64? {
+        buffer.withUnsafeMutableBytes { raw -> UInt64? in
+            guard let base = raw.baseAddress else { return nil }
+            let n = scalene_pread(schedstatFD, base, raw.count, 0)
+            guard n > 0 else { return nil }
+            return Self.firstNumber(UnsafeRawBufferPointer(rebasing: raw[0..<n]))
         }
     }
 

@@ -79,6 +79,7 @@ public struct ScaleneJSONReport {
                 "unreadable_samples": stats.unreadableSamples,
                 "retried_samples": stats.retriedSamples,
                 "unmapped_thread_samples": stats.unmappedThreadSamples,
+                "idle_thread_samples": stats.idleThreadSamples,
                 "sampler_cpu_seconds": stats.samplerCPUSeconds,
             ] as [String: Any],
             "threads": profile.threads.map { thread -> [String: Any] in

@@ -59,14 +59,14 @@ final class TemporaryDirectory {
 struct CPUAccuracyTests {
     static let bound = 10.0
 
-    func profileAndCompare(python: Interpreter, fixture name: String, threads: Int) throws -> AccuracyReport {
+    func profileAndCompare(python: Interpreter, fixture name: String, threads: Int, rate: Int = 200) throws -> AccuracyReport {
         let directory = try TemporaryDirectory()
         let script = Package.fixture("cpu/\(name)")
         let log = directory.file("truth.log")
         let json = directory.file("profile.json")
         let fixture = try FixtureProcess(python: python.path, script: script, arguments: [log])
         defer { fixture.kill() }
-        let result = try runTool(["--pid", String(fixture.pid), "--duration", "3", "--rate", "200", "--json", json,
+        let result = try runTool(["--pid", String(fixture.pid), "--duration", "3", "--rate", String(rate), "--json", json,
                                   "--quiet", "--threads"])
         #expect(result.status == 0, "stderr: \(result.stderr)")
         // The fixture flushes its truth at the end of each cycle (well under half a second).
@@ -90,6 +90,14 @@ struct CPUAccuracyTests {
             let measured = report.lines[name]?.measured[kind] ?? 0
             #expect(truth > 1 && measured > truth / 2, "\(name): \(kind) \(measured) vs truth \(truth)")
         }
+    }
+
+    @Test("at 20 kHz the lines are as accurate as at 200 Hz")
+    func highRate() throws {
+        let python = try #require(Interpreters.installed.first { $0.minor == 12 } ?? Interpreters.installed.first)
+        let report = try profileAndCompare(python: python, fixture: "phases.py", threads: 1, rate: 20000)
+        #expect(report.lines.count == 5)
+        #expect(report.max_error <= Self.bound, "\(report.summary)")
     }
 
     @Test("three threads: Python-bound, native-bound, sleeping; idle main thread left out",

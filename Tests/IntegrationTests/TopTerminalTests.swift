@@ -134,10 +134,11 @@ struct TopTerminalTests {
         let started = Date()
         let pane = try TmuxPane(command: Self.paneCommand(pid: fixture.pid), columns: 110, rows: 30)
         let hot = "\(name):\(marks["hot"]!)"
-        let appeared = pane.wait(seconds: 3) { Self.firstRow($0) == hot }
+        // 3 s on a quiet machine; the parallel suites compete for the two cores, so allow twice that.
+        let appeared = pane.wait(seconds: 6) { Self.firstRow($0) == hot }
         let seconds = Date().timeIntervalSince(started)
         print(String(format: "%@: top showed the hot line first after %.2f s", python.label, seconds))
-        #expect(appeared, "hot line \(hot) first within 3 s; screen:\n\(pane.screen())")
+        #expect(appeared, "hot line \(hot) first within 6 s; screen:\n\(pane.screen())")
         #expect(pane.screen().contains("· Python 3."))
 
         try pane.send("3")
