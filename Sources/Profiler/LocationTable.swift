@@ -29,8 +29,6 @@ final class LocationTable {
     /// lambdas) map to one entry per function.
     private var codeIndex: [CodeKey: Int] = [:]
     private var functionIndex: [FunctionID: Int] = [:]
-    /// Samples whose stack was new once the stack table was full (`RecordingBounds.stacks`).
-    private(set) var unrecordedStacks = 0
     private(set) var lines: [SourceLine] = []
     private(set) var lineFunctions: [FunctionID] = []
     private var lineIndex: [LocationKey: Int] = [:]
@@ -133,10 +131,7 @@ final class LocationTable {
         key.reserveCapacity(frames.count)
         for frame in frames.reversed() { key.append(LocationKey(code: code(for: frame.code), line: frame.line)) }
         if let index = stackIndex[key] { return index }
-        guard stacks.count < RecordingBounds.stacks else {
-            unrecordedStacks += 1
-            return nil
-        }
+        guard stacks.count < RecordingBounds.stacks else { return nil }
         let index = stacks.count
         stacks.append(key.map { StackFrame(file: codes[$0.code].filename, function: codes[$0.code].qualname,
                                             line: $0.line) })

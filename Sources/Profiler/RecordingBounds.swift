@@ -8,9 +8,9 @@ public enum RecordingBounds {
     /// Speedscope's per-sample timeline, entries per live thread. Consecutive samples of one
     /// stack are one entry; when the log is full, neighbouring entries are merged pairwise (the
     /// heavier stack carries both weights), which halves it and keeps its time exact.
-    public static let timelineEntries = 65_536
+    public static let timelineEntries = 16_384
     /// The same for a finished thread (it is thinned when it ends).
-    public static let retiredTimelineEntries = 4_096
+    public static let retiredTimelineEntries = 1_024
     /// Distinct stacks interned for flame graphs and pprof (Python stacks and, with --native,
     /// merged native stacks together). A stack first seen after that is not recorded as a stack;
     /// its time still lands on its line, and pprof shows it under `[no Python stack]`.
@@ -26,7 +26,7 @@ public enum RecordingBounds {
     /// table); entries beyond this are allocations it could not track, which never get a free.
     /// When full, an entry is forgotten for each new one (its bytes stay on its line, as a leak's
     /// would).
-    public static let trackedAllocations = 65_536
+    public static let trackedAllocations = 20_480
 }
 
 /// Speedscope's per-sample log of one thread: (stack index, seconds) in time order, bounded.

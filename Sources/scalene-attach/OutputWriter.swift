@@ -28,14 +28,13 @@ struct OutputWriter {
     /// --json and --html of `whole` (always the whole run: Scalene's viewer shows a run).
     func render(main: Profile, whole: Profile) throws(Failure) -> RenderedReports {
         let sources = SourceFiles(pid: whole.end == .targetExited ? nil : whole.pid)
-        let mainSources = main.pid == whole.pid ? sources : SourceFiles(pid: nil)
         var reports = RenderedReports(main: Data())
         switch options.format {
         case .table:
-            reports.main = Data(TableReport(profile: main, sources: mainSources, detail: options.tableDetail,
+            reports.main = Data(TableReport(profile: main, sources: sources, detail: options.tableDetail,
                                             perThread: options.threads, width: tableWidth).render().utf8)
         case .json:
-            reports.main = ScaleneJSONReport(profile: main, sources: mainSources, reduced: options.reduced).render()
+            reports.main = ScaleneJSONReport(profile: main, sources: sources, reduced: options.reduced).render()
         case .collapsed:
             reports.main = Data(CollapsedStacksReport(profile: main).render().utf8)
         case .speedscope:
