@@ -92,7 +92,8 @@ public final class OutputFile {
     /// else the file itself. Returns the name written.
     @discardableResult
     public func writeSnapshot(_ data: Data, at date: Date = Date()) throws(WriteFailure) -> String {
-        guard let keep else {
+        // A device (`/dev/null`, a FIFO) is written in place: no timestamped files beside it.
+        guard let keep, !isDevice else {
             try write(data, as: name)
             return path
         }
@@ -100,6 +101,14 @@ public final class OutputFile {
         try write(data, as: stamped)
         rotate(keeping: keep)
         return (folder as NSString).appendingPathComponent(stamped)
+    }
+
+    /// Whether the path exists and is not a regular file or a folder.
+    var isDevice: Bool {
+        var info = stat()
+        guard stat(path, &info) == 0 else { return false }
+        let type = info.st_mode & S_IFMT
+        return type != S_IFREG && type != S_IFDIR
     }
 
     /// Replaces the file itself (the final report).

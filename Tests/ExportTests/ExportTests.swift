@@ -45,6 +45,17 @@ struct OutputFileTests {
         #expect(try String(contentsOfFile: folder.file("profile.pb.gz"), encoding: .utf8) == "final")
     }
 
+    @Test("a device is written in place, never with timestamped files beside it")
+    func device() throws {
+        let before = ((try? FileManager.default.contentsOfDirectory(atPath: "/dev")) ?? []).filter { $0.hasPrefix("null.") }
+        let output = OutputFile(path: "/dev/null", keep: 2)
+        #expect(try output.writeSnapshot(Data("x".utf8)) == "/dev/null")
+        let after = ((try? FileManager.default.contentsOfDirectory(atPath: "/dev")) ?? []).filter { $0.hasPrefix("null.") }
+        #expect(after == before)
+        var info = stat()
+        #expect(stat("/dev/null", &info) == 0 && (info.st_mode & S_IFMT) == S_IFCHR, "/dev/null is still a device")
+    }
+
     @Test("a renamed folder is followed until reopen(), then the path is used again")
     func reopen() throws {
         let folder = try Folder()
