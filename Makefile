@@ -12,11 +12,12 @@ CC           ?= cc
 # The tool links the Swift runtime statically: it starts in a few milliseconds and needs nothing
 # from the toolchain at run time. Swift Testing has no static build, so the tests are compiled in a
 # second (dynamic) release build in its own directory; they run the static tool.
-TOOL_FLAGS   ?= -c release --static-swift-stdlib
+TOOL_FLAGS   ?= -c release --static-swift-stdlib -Xlinker --strip-debug
 TEST_FLAGS   ?= -c release --scratch-path .build-tests
-DEB_PACKAGES := libelf-dev libunwind-dev libpython3-dev patchelf gpgv debian-archive-keyring
-# What the view tests drive: a real terminal (tmux) and a real browser (headless chromium).
-TEST_DEB_PACKAGES := tmux chromium util-linux
+DEB_PACKAGES := libelf-dev libunwind-dev libpython3-dev patchelf gpgv debian-archive-keyring zlib1g-dev
+# What the view tests drive: a real terminal (tmux) and a real browser (headless chromium); the
+# pprof reader the pprof and snapshot tests read our files with (go tool pprof); prlimit (util-linux).
+TEST_DEB_PACKAGES := tmux chromium util-linux golang-go
 BIN_DIR       = $(shell $(SWIFT) build $(TOOL_FLAGS) --show-bin-path 2>/dev/null)
 AGENT        := build/libscalene_agent.so
 

@@ -9,6 +9,8 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        // pprof's profile.proto (the runtime library only: the generated messages are committed).
+        .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
     ],
     targets: [
         // What Swift cannot call directly: variadic ptrace, wait-status macros, process_vm_readv.
@@ -38,7 +40,12 @@ let package = Package(
         .target(name: "NativeStacks", dependencies: ["CNativeStacks", "ELFSymbols", "RemoteProcess", "CScaleneSys"]),
         .target(name: "Profiler", dependencies: ["RemoteProcess", "PythonInspector", "NativeStacks", "CScaleneSys"]),
         .target(name: "Injector", dependencies: ["RemoteProcess", "ELFSymbols", "PythonInspector", "Profiler", "CAgentProtocol", "CScaleneSys"]),
-        .target(name: "Reports", dependencies: ["Profiler", "PythonInspector"]),
+        // gzip for pprof (zlib's deflateInit2 is a macro); libz.so.1 is needed by libelf already.
+        .target(name: "CZlib", linkerSettings: [.unsafeFlags(["-Xlinker", "-l:libz.a"])]),
+        .target(name: "Reports", dependencies: ["Profiler", "PythonInspector", "CZlib",
+                                                .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
+        // Long runs: atomic and rotated snapshot files, and the thread that writes them.
+        .target(name: "Export", dependencies: ["CScaleneSys"]),
         // The readers that take remote bytes, driven by arbitrary input (libFuzzer and corpus replay).
         .target(name: "FuzzTargets", dependencies: ["RemoteProcess", "CPythonLayouts", "PythonInspector", "Profiler", "Injector"]),
         .executableTarget(name: "scalene-fuzz", dependencies: ["FuzzTargets", "PythonInspector", "RemoteProcess", "CPythonLayouts"]),
@@ -50,6 +57,7 @@ let package = Package(
             name: "scalene-attach",
             dependencies: [
                 "RemoteProcess", "PythonInspector", "Profiler", "Injector", "Reports", "LiveView", "NativeStacks", "CScaleneSys",
+                "Export",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -61,6 +69,7 @@ let package = Package(
         .testTarget(name: "CPythonLayoutsTests", dependencies: ["CPythonLayouts"]),
         .testTarget(name: "PythonInspectorTests", dependencies: ["PythonInspector", "RemoteProcess", "CPythonLayouts"]),
         .testTarget(name: "ReportsTests", dependencies: ["Reports", "Profiler", "CPythonLayouts"]),
+        .testTarget(name: "ExportTests", dependencies: ["Export"]),
         .testTarget(name: "LiveViewTests", dependencies: ["LiveView", "Profiler", "CPythonLayouts"]),
         .testTarget(name: "IntegrationTests", dependencies: ["PythonInspector", "RemoteProcess"]),
         .testTarget(name: "FuzzCorpusTests", dependencies: ["FuzzTargets", "RemoteProcess"]),

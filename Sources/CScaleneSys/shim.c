@@ -6,6 +6,7 @@
 #include <elf.h>
 #include <errno.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/ptrace.h>
@@ -153,8 +154,38 @@ void scalene_block_stop_signals(int block) {
 }
 
 static volatile sig_atomic_t snapshot_requested = 0;
+// A lock-free atomic is async-signal-safe; only the handler writes it.
+static _Atomic unsigned long reopen_generation = 0;
 
 static void on_snapshot_signal(int signal) { (void)signal; snapshot_requested = 1; }
+
+static void on_reopen_signal(int signal) {
+    (void)signal;
+    atomic_fetch_add(&reopen_generation, 1);
+}
+
+void scalene_install_reopen_handler(void) {
+    struct sigaction action;
+    memset(&action, 0, sizeof action);
+    action.sa_handler = on_reopen_signal;
+    sigemptyset(&action.sa_mask);
+    action.sa_flags = SA_RESTART;
+    sigaction(SIGHUP, &action, NULL);
+}
+
+unsigned long scalene_reopen_generation(void) { return atomic_load(&reopen_generation); }
+
+void scalene_ignore_file_size_signal(void) { signal(SIGXFSZ, SIG_IGN); }
+
+void scalene_block_handled_signals(void) {
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGHUP);
+    sigaddset(&set, SIGUSR1);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+}
 
 void scalene_install_snapshot_handler(void) {
     struct sigaction action;

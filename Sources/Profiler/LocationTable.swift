@@ -9,8 +9,11 @@ final class LocationTable {
         var fingerprint: CodeInfo.Fingerprint
     }
 
+    /// A function as reports name it. Not the whole CodeInfo: its bytecode (up to 1 MiB) would
+    /// stay here for the rest of the run.
     struct Code {
-        var info: CodeInfo
+        var filename: String
+        var qualname: String
         var profiled: Bool
         var function: FunctionID
     }
@@ -21,7 +24,11 @@ final class LocationTable {
     }
 
     private(set) var codes: [Code] = []
+    /// Code objects by address: a cache (bounded by `RecordingBounds.codeAddresses`, cleared when
+    /// full) over `functionIndex`, so code objects created again and again (exec, templates,
+    /// lambdas) map to one entry per function.
     private var codeIndex: [CodeKey: Int] = [:]
+    private var functionIndex: [FunctionID: Int] = [:]
     private(set) var lines: [SourceLine] = []
     private(set) var lineFunctions: [FunctionID] = []
     private var lineIndex: [LocationKey: Int] = [:]
@@ -35,7 +42,7 @@ final class LocationTable {
     }
     private var mergedIndex: [[MergedKey]: Int] = [:]
     /// Distinct merged stacks kept, at most; beyond, samples keep their Python-only stack.
-    static let mergedCapacity = 200_000
+    static var mergedCapacity: Int { RecordingBounds.stacks }
     let filter: FileFilter
     /// The target's working directory: Python 3.8 keeps a script's path as typed (possibly
     /// relative); reports need the absolute path.
@@ -49,13 +56,21 @@ final class LocationTable {
     func code(for info: CodeInfo) -> Int {
         let key = CodeKey(address: info.address, fingerprint: info.fingerprint)
         if let index = codeIndex[key] { return index }
-        let index = codes.count
-        var info = info
-        if let workingDirectory, !info.filename.hasPrefix("/"), !info.filename.hasPrefix("<"), !info.filename.isEmpty {
-            info.filename = workingDirectory + "/" + (info.filename.hasPrefix("./") ? String(info.filename.dropFirst(2)) : info.filename)
+        var filename = info.filename
+        if let workingDirectory, !filename.hasPrefix("/"), !filename.hasPrefix("<"), !filename.isEmpty {
+            filename = workingDirectory + "/" + (filename.hasPrefix("./") ? String(filename.dropFirst(2)) : filename)
         }
-        codes.append(Code(info: info, profiled: filter.isProfiled(info.filename),
-                          function: FunctionID(file: info.filename, name: info.qualname, firstLine: info.firstLine)))
+        let function = FunctionID(file: filename, name: info.qualname, firstLine: info.firstLine)
+        let index: Int
+        if let known = functionIndex[function] {
+            index = known
+        } else {
+            index = codes.count
+            codes.append(Code(filename: filename, qualname: info.qualname, profiled: filter.isProfiled(filename),
+                              function: function))
+            functionIndex[function] = index
+        }
+        if codeIndex.count >= RecordingBounds.codeAddresses { codeIndex.removeAll(keepingCapacity: true) }
         codeIndex[key] = index
         return index
     }
@@ -64,7 +79,7 @@ final class LocationTable {
         let key = LocationKey(code: code, line: line)
         if let index = lineIndex[key] { return index }
         let index = lines.count
-        lines.append(SourceLine(file: codes[code].info.filename, line: line))
+        lines.append(SourceLine(file: codes[code].filename, line: line))
         lineFunctions.append(codes[code].function)
         lineIndex[key] = index
         return index
@@ -94,12 +109,12 @@ final class LocationTable {
             }
         }
         if let index = mergedIndex[key] { return index }
-        guard mergedIndex.count < Self.mergedCapacity else { return nil }
+        guard stacks.count < Self.mergedCapacity else { return nil }
         let index = stacks.count
         stacks.append(key.map { element in
             switch element {
             case .python(let location):
-                return StackFrame(file: codes[location.code].info.filename, function: codes[location.code].info.qualname,
+                return StackFrame(file: codes[location.code].filename, function: codes[location.code].qualname,
                                   line: location.line)
             case .native(let function):
                 return StackFrame(file: function.object, function: function.name, line: 0, isNative: true)
@@ -109,14 +124,16 @@ final class LocationTable {
         return index
     }
 
-    /// The whole stack, outermost first, as an interned index.
-    func stack(_ frames: [ResolvedFrame]) -> Int {
+    /// The whole stack, outermost first, as an interned index; nil for a new stack once the table
+    /// is full (`RecordingBounds.stacks`).
+    func stack(_ frames: [ResolvedFrame]) -> Int? {
         var key = [LocationKey]()
         key.reserveCapacity(frames.count)
         for frame in frames.reversed() { key.append(LocationKey(code: code(for: frame.code), line: frame.line)) }
         if let index = stackIndex[key] { return index }
+        guard stacks.count < RecordingBounds.stacks else { return nil }
         let index = stacks.count
-        stacks.append(key.map { StackFrame(file: codes[$0.code].info.filename, function: codes[$0.code].info.qualname,
+        stacks.append(key.map { StackFrame(file: codes[$0.code].filename, function: codes[$0.code].qualname,
                                             line: $0.line) })
         stackIndex[key] = index
         return index

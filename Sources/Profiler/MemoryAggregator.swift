@@ -96,9 +96,16 @@ public struct MemoryAggregator: Sendable {
                 lines[key]!.currentMB += megabytes
                 lines[key]!.peakMB = max(lines[key]!.peakMB, lines[key]!.currentMB)
                 lines[key]!.timeline.append(TimelinePoint(nanoseconds: event.offset, megabytes: lines[key]!.currentMB))
+                Self.bound(&lines[key]!.timeline, RecordingBounds.lineTimelinePoints)
                 lines[key]!.trackedAllocations += 1
             }
-            if event.pointer != 0 { tracked[event.pointer] = (key, megabytes) }
+            if event.pointer != 0 {
+                // Bounded (RecordingBounds.trackedAllocations): when full, one entry (any) is forgotten.
+                if tracked.count >= RecordingBounds.trackedAllocations, tracked[event.pointer] == nil {
+                    tracked.remove(at: tracked.startIndex)
+                }
+                tracked[event.pointer] = (key, megabytes)
+            }
             if footprint > peak {
                 peak = footprint
                 peakLine = key
@@ -117,11 +124,18 @@ public struct MemoryAggregator: Sendable {
                 lines[line]!.trackedFrees += 1
                 lines[line]!.currentMB = max(0, lines[line]!.currentMB - entry.megabytes)
                 lines[line]!.timeline.append(TimelinePoint(nanoseconds: event.offset, megabytes: lines[line]!.currentMB))
+                Self.bound(&lines[line]!.timeline, RecordingBounds.lineTimelinePoints)
             }
         }
         if event.kind == .malloc || event.kind == .free {
             footprintTimeline.append(TimelinePoint(nanoseconds: event.offset, megabytes: footprint))
+            Self.bound(&footprintTimeline, RecordingBounds.footprintPoints)
         }
+    }
+
+    /// Thins a timeline to `count` points once it has twice as many (the highest point stays).
+    static func bound(_ points: inout [TimelinePoint], _ count: Int) {
+        if points.count > 2 * count { points = thin(points, to: count) }
     }
 
     /// The memory profile so far.

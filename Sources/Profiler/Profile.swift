@@ -200,6 +200,9 @@ public struct ThreadProfile: Sendable {
     /// Speedscope's sampled timeline: stack index into `stackOrder` and seconds per sample.
     public var timeline: [(stack: Int, weight: Double)] = []
     public var stackOrder: [[StackFrame]] = []
+    /// How many finished threads were summed into this one (beyond `RecordingBounds.retiredThreads`,
+    /// the oldest are summed into one bucket); 0 for a thread of its own.
+    public var summedThreads = 0
 
     public init(tid: Int32?, name: String?) {
         self.tid = tid

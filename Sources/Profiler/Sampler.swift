@@ -410,15 +410,16 @@ public final class Sampler {
             for (stackIndex, part) in weighted {
                 track.stackTime[stackIndex, default: StackTime()].time += part
                 track.stackTime[stackIndex, default: StackTime()].samples += samples
-                if options.recordTimeline && track.profile.timeline.count < 2_000_000 {
-                    track.profile.timeline.append((stackIndex, part.total))
-                }
+                if options.recordTimeline { TimelineLog.append(stackIndex, weight: part.total, to: &track.profile.timeline) }
             }
         }
     }
 
     private func retire(_ track: ThreadTrack) {
-        finished.append(fold(track))
+        var profile = fold(track)
+        TimelineLog.thin(&profile.timeline, to: RecordingBounds.retiredTimelineEntries)
+        finished.append(profile)
+        ThreadProfile.consolidate(&finished, keeping: RecordingBounds.retiredThreads)
     }
 
     /// The thread's accumulated data with location indices turned into source lines.
@@ -434,8 +435,55 @@ public final class Sampler {
         for (index, time) in track.stackTime {
             profile.stacks[table.stacks[index], default: StackTime()] += time
         }
-        profile.stackOrder = table.stacks
+        // Only the stacks the timeline uses, renumbered: a reference to the whole table would pin
+        // a copy of it in every finished thread once the table grows.
+        if !profile.timeline.isEmpty {
+            var renumbered = [Int: Int]()
+            var order = [[StackFrame]]()
+            profile.timeline = profile.timeline.map { entry in
+                if let local = renumbered[entry.stack] { return (local, entry.weight) }
+                let local = order.count
+                order.append(table.stacks[entry.stack])
+                renumbered[entry.stack] = local
+                return (local, entry.weight)
+            }
+            profile.stackOrder = order
+        }
         return profile
+    }
+
+    // MARK: - Intervals (--snapshot-mode delta, --push)
+
+    /// Where the current interval began: the sampler's clock, and its counters then.
+    private var intervalStart: UInt64?
+    private var intervalBase = SamplerStatistics()
+
+    /// Everything recorded since the previous call (or the start) as a profile of its own, and
+    /// starts the next interval. Thread clocks, places and carried CPU go on, so every sampled
+    /// second lands in exactly one interval; threads that ended in it are reported in it.
+    public func takeInterval(end: ProfileEnd, now: UInt64 = scalene_monotonic_ns()) -> Profile {
+        let begin = intervalStart ?? startMonotonic
+        var interval = profile(end: end, now: now)
+        let offset = Double(begin - startMonotonic) / 1e9
+        interval.startMonotonic = Double(begin) / 1e9
+        interval.startEpoch = startEpoch + offset
+        interval.elapsed = Double(max(now, lastTick) - begin) / 1e9
+        interval.statistics = interval.statistics.since(intervalBase)
+        for index in interval.threads.indices { interval.threads[index].shiftSampleTimes(by: -offset) }
+        // Start the next interval.
+        intervalStart = max(now, lastTick)
+        intervalBase = statistics
+        intervalBase.lateTicks = schedule.lateTicks
+        intervalBase.samplerCPUSeconds = Self.threadCPUSeconds() - samplerCPUStart
+        finished = []
+        for track in tracks.values {
+            track.lineTime = [:]
+            track.stackTime = [:]
+            var fresh = ThreadProfile(tid: track.profile.tid, name: track.profile.name)
+            fresh.namespaceTID = track.profile.namespaceTID
+            track.profile = fresh
+        }
+        return interval
     }
 
     /// Everything recorded so far.

@@ -1,3 +1,4 @@
+import Export
 import Foundation
 import LiveView
 import Profiler
@@ -6,7 +7,14 @@ import Reports
 import Glibc
 #endif
 
-/// Writes the reports a profile run asked for.
+/// The reports of one profile, rendered: the main one (--output or stdout) and --json, --html.
+struct RenderedReports: Sendable {
+    var main: Data
+    var json: Data?
+    var html: Data?
+}
+
+/// Renders the reports a profile run asked for and writes them to their files.
 struct OutputWriter {
     var options: ProfileOptions
 
@@ -16,66 +24,70 @@ struct OutputWriter {
         return 120
     }
 
-    /// Writes --output (or stdout) in the chosen format, --json and --html. Files are replaced
-    /// atomically.
-    func write(_ profile: Profile, final: Bool) throws {
-        let sources = SourceFiles(pid: profile.end == .targetExited ? nil : profile.pid)
-        let main: Data
+    /// The main report of `main` (the whole run, or an interval with --snapshot-mode delta), and
+    /// --json and --html of `whole` (always the whole run: Scalene's viewer shows a run).
+    func render(main: Profile, whole: Profile) throws(Failure) -> RenderedReports {
+        let sources = SourceFiles(pid: whole.end == .targetExited ? nil : whole.pid)
+        var reports = RenderedReports(main: Data())
         switch options.format {
         case .table:
-            main = Data(TableReport(profile: profile, sources: sources, detail: options.tableDetail,
-                                    perThread: options.threads, width: tableWidth).render().utf8)
+            reports.main = Data(TableReport(profile: main, sources: sources, detail: options.tableDetail,
+                                            perThread: options.threads, width: tableWidth).render().utf8)
         case .json:
-            main = ScaleneJSONReport(profile: profile, sources: sources, reduced: options.reduced).render()
+            reports.main = ScaleneJSONReport(profile: main, sources: sources, reduced: options.reduced).render()
         case .collapsed:
-            main = Data(CollapsedStacksReport(profile: profile).render().utf8)
+            reports.main = Data(CollapsedStacksReport(profile: main).render().utf8)
         case .speedscope:
-            main = SpeedscopeReport(profile: profile).render()
+            reports.main = SpeedscopeReport(profile: main).render()
+        case .pprof:
+            reports.main = PprofReport(profile: main).render()
         }
-        if let path = options.output {
-            try Self.replace(path, with: main)
-        } else if final {
-            FileHandle.standardOutput.write(main)
-            if options.format != .table && options.format != .collapsed { FileHandle.standardOutput.write(Data("\n".utf8)) }
+        if options.json != nil {
+            reports.json = ScaleneJSONReport(profile: whole, sources: sources, reduced: options.reduced).render()
         }
-        if let path = options.json {
-            try Self.replace(path, with: ScaleneJSONReport(profile: profile, sources: sources, reduced: options.reduced).render())
-        }
-        if let path = options.html {
-            let report: HTMLReport
-            do { report = try HTMLReport(profile: profile, sources: sources) } catch {
+        if options.html != nil {
+            do { reports.html = try HTMLReport(profile: whole, sources: sources).render() } catch {
                 throw Failure("cannot make the HTML report: \(error)", .internalError)
             }
-            try Self.replace(path, with: report.render())
         }
+        return reports
+    }
+}
+
+/// The output files of one recording, held open for its whole length (their folders, for
+/// rotation and SIGHUP). Used by one thread at a time: the snapshot writer's, then the main one
+/// for the final report.
+final class OutputFiles: @unchecked Sendable {
+    let output: OutputFile?
+    let json: OutputFile?
+    let html: OutputFile?
+    /// Kinds of write failure already reported: each is reported once per run.
+    private var reported: Set<WriteFailure.Kind> = []
+    private var reopenGeneration: UInt = 0
+
+    init(options: ProfileOptions) {
+        output = options.output.map { OutputFile(path: $0, keep: options.snapshotKeep) }
+        json = options.json.map { OutputFile(path: $0, keep: options.snapshotKeep) }
+        html = options.html.map { OutputFile(path: $0, keep: options.snapshotKeep) }
     }
 
-    /// Writes to a temporary file beside `path` and renames it over `path`, so a reader never sees
-    /// a half-written profile.
-    ///
-    /// A path that is not a regular file (`/dev/null`, a FIFO, `/dev/stdout`) is written in place:
-    /// renaming over it would replace the device with a file (run as root, `--output /dev/null`
-    /// turned /dev/null into a regular file for the whole machine).
-    static func replace(_ path: String, with data: Data) throws {
-        var info = stat()
-        if stat(path, &info) == 0 && (info.st_mode & S_IFMT) != S_IFREG {
-            guard let handle = FileHandle(forWritingAtPath: path) else {
-                throw Failure("cannot write \(path): \(String(cString: strerror(errno)))", .internalError)
-            }
-            defer { try? handle.close() }
-            do { try handle.write(contentsOf: data) } catch {
-                throw Failure("cannot write \(path): \(error.localizedDescription)", .internalError)
-            }
-            return
+    /// Writes the reports, each file atomically (with --snapshot-keep, as a new timestamped file,
+    /// the oldest beyond the limit removed). Returns the failures, one per file that failed.
+    func write(_ reports: RenderedReports, reopenGeneration generation: UInt) -> [WriteFailure] {
+        if generation != reopenGeneration {
+            reopenGeneration = generation
+            for file in [output, json, html] { file?.reopen() }
         }
-        let temporary = path + ".tmp-\(getpid())"
-        guard FileManager.default.createFile(atPath: temporary, contents: data) else {
-            throw Failure("cannot write \(temporary): \(String(cString: strerror(errno)))", .internalError)
+        var failures = [WriteFailure]()
+        for (file, data) in [(output, reports.main), (json, reports.json), (html, reports.html)] {
+            guard let file, let data else { continue }
+            do { try file.writeSnapshot(data) } catch { failures.append(error) }
         }
-        guard rename(temporary, path) == 0 else {
-            let reason = String(cString: strerror(errno))
-            unlink(temporary)
-            throw Failure("cannot write \(path): \(reason)", .internalError)
-        }
+        return failures
+    }
+
+    /// The failures not reported yet (one per kind), marked as reported.
+    func firstOfTheirKind(_ failures: [WriteFailure]) -> [WriteFailure] {
+        failures.filter { reported.insert($0.kind).inserted }
     }
 }

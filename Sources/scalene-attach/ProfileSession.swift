@@ -1,4 +1,5 @@
 import CScaleneSys
+import Export
 import Foundation
 import Injector
 import NativeStacks
@@ -88,22 +89,39 @@ struct ProfileSession {
     func record() -> ExitStatus {
         scalene_install_stop_handlers()
         scalene_install_snapshot_handler()
+        let writesFiles = options.output != nil || options.json != nil || options.html != nil
+        // With files to write, SIGHUP reopens them (log rotation) instead of stopping.
+        if writesFiles { scalene_install_reopen_handler() }
+        // Over RLIMIT_FSIZE a write fails (EFBIG) and is reported, instead of killing us.
+        scalene_ignore_file_size_signal()
         let native = startNativeSampler()
         let sampler = Sampler(target: target, options: options.samplerOptions, native: native?.source,
                               nativeFallbackReason: native?.fallbackReason)
         let memory = startMemorySession(sampler: sampler)
         defer { memory?.detach() }
         let writer = OutputWriter(options: options)
-        func currentProfile(end: ProfileEnd, now: UInt64) -> Profile {
-            var profile = sampler.profile(end: end, now: now)
-            profile.memory = memory?.profile(elapsed: profile.elapsed)
-            return profile
+        let files = OutputFiles(options: options)
+        var snapshots = SnapshotSeries(mode: options.snapshotMode, sampler: sampler, memory: memory)
+        // Snapshots are rendered and written on a thread of their own: a slow or full disk never
+        // delays sampling. At most two wait; beyond, the newest waiting one absorbs the next.
+        let snapshotWriter = SerialWorker<SnapshotJob>(name: "snapshots", capacity: 2) { job in
+            let failures: [WriteFailure]
+            do throws(Failure) {
+                failures = files.write(try writer.render(main: job.main, whole: job.whole),
+                                       reopenGeneration: scalene_reopen_generation())
+            } catch {
+                printError("scalene-attach: warning: a snapshot failed: \(error.message)")
+                return
+            }
+            for failure in files.firstOfTheirKind(failures) {
+                printError("scalene-attach: warning: \(failure) (snapshots go on; further failures of this kind are not reported)")
+            }
         }
         let showStatus = !options.quiet && scalene_isatty(2) != 0
         let durationNanoseconds = options.duration.map { UInt64($0 * 1e9) }
         let snapshotNanoseconds = options.snapshotInterval.map { UInt64($0 * 1e9) }
         var lastSnapshot = sampler.startMonotonic
-        var snapshotError: String?
+        let mode = options.snapshotMode
 
         let end = sampler.run(
             stop: { now in
@@ -113,10 +131,11 @@ struct ProfileSession {
             },
             everyTick: { now in
                 let due = snapshotNanoseconds.map { now - lastSnapshot >= $0 } ?? false
-                if due || scalene_take_snapshot_request() != 0 {
+                if (due || scalene_take_snapshot_request() != 0) && writesFiles {
                     lastSnapshot = now
-                    do { try writer.write(currentProfile(end: .durationElapsed, now: now), final: false) }
-                    catch { snapshotError = "\(error)" }
+                    snapshotWriter.submit(snapshots.take(end: .durationElapsed, now: now)) { earlier, later in
+                        SnapshotJob(combining: earlier, later, mode: mode)
+                    }
                 }
             },
             housekeeping: { memory?.poll() },
@@ -130,15 +149,25 @@ struct ProfileSession {
         if showStatus { "\r\u{1b}[K".withCString { _ = write(2, $0, strlen($0)) } }
         // Restore the target first: the report can wait, the hooks should not.
         memory?.detach()
-        let profile = currentProfile(end: end, now: scalene_monotonic_ns())
-        if let snapshotError { printError("scalene-attach: warning: a periodic snapshot failed: \(snapshotError)") }
+        let last = snapshots.take(end: end, now: scalene_monotonic_ns())
+        let profile = last.whole
+        // The snapshots still queued are written before the final report (in order, so that with
+        // --snapshot-keep the newest file is the final one); a disk that hangs is not waited for.
+        if !snapshotWriter.finish(timeout: 10) {
+            printError("scalene-attach: warning: the last snapshots were not written within 10 s; skipped")
+        }
         if let reason = profile.emptyReason { printError("scalene-attach: warning: the profile is empty: \(reason)") }
-        do {
-            try writer.write(profile, final: true)
-        } catch let failure as Failure {
-            fail(failure)
+        do throws(Failure) {
+            let reports = try writer.render(main: last.main, whole: last.whole)
+            if let failure = files.write(reports, reopenGeneration: scalene_reopen_generation()).first {
+                fail(Failure("\(failure)", .internalError))
+            }
+            if options.output == nil {
+                FileHandle.standardOutput.write(reports.main)
+                if options.format == .json || options.format == .speedscope { FileHandle.standardOutput.write(Data("\n".utf8)) }
+            }
         } catch {
-            fail(Failure("cannot write the report: \(error)", .internalError))
+            fail(error)
         }
         if let agent = profile.memory?.agent, memory != nil, !agent.detachedCleanly, end != .targetExited {
             printError("scalene-attach: warning: the agent did not confirm its detach; it removes itself when it stops hearing from us")
@@ -149,5 +178,63 @@ struct ProfileSession {
             return .processExited
         }
         return .success
+    }
+}
+
+/// A snapshot to write: the main report's profile (the whole run, or the interval since the
+/// previous snapshot with --snapshot-mode delta) and the whole run's (--json, --html).
+struct SnapshotJob: Sendable {
+    var main: Profile
+    var whole: Profile
+
+    /// Two snapshots that waited, as one: the later one; in delta mode its interval starts where
+    /// the earlier one's did (the two intervals summed), so no interval is lost.
+    init(combining earlier: SnapshotJob, _ later: SnapshotJob, mode: SnapshotMode) {
+        whole = later.whole
+        main = mode == .delta ? Profile.consecutive(earlier.main, later.main) : later.main
+    }
+
+    init(main: Profile, whole: Profile) {
+        self.main = main
+        self.whole = whole
+    }
+}
+
+/// The profiles of successive snapshots of one recording.
+struct SnapshotSeries {
+    let mode: SnapshotMode
+    let sampler: Sampler
+    let memory: MemorySession?
+    /// Delta mode: the whole run so far, the sum of the intervals taken (the sampler keeps only
+    /// the current interval), and the memory profile at the previous snapshot.
+    private var whole: Profile?
+    private var previousMemory: MemoryProfile?
+
+    init(mode: SnapshotMode, sampler: Sampler, memory: MemorySession?) {
+        self.mode = mode
+        self.sampler = sampler
+        self.memory = memory
+    }
+
+    mutating func take(end: ProfileEnd, now: UInt64) -> SnapshotJob {
+        switch mode {
+        case .cumulative:
+            var profile = sampler.profile(end: end, now: now)
+            profile.memory = memory?.profile(elapsed: profile.elapsed)
+            return SnapshotJob(main: profile, whole: profile)
+        case .delta:
+            var interval = sampler.takeInterval(end: end, now: now)
+            var sum = whole.map { Profile.merged([$0, interval], end: end) ?? interval } ?? interval
+            sum.end = end
+            if let memory {
+                let cumulative = memory.profile(elapsed: sum.elapsed)
+                let offset = UInt64(max(0, (interval.startMonotonic - sum.startMonotonic) * 1e9))
+                interval.memory = previousMemory.map { cumulative.since($0, offset: offset) } ?? cumulative
+                sum.memory = cumulative
+                previousMemory = cumulative
+            }
+            whole = sum
+            return SnapshotJob(main: interval, whole: sum)
+        }
     }
 }

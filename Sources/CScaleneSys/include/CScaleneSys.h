@@ -73,6 +73,19 @@ void scalene_block_stop_signals(int block);
 void scalene_install_snapshot_handler(void);
 int scalene_take_snapshot_request(void);
 
+// SIGHUP asks to reopen the outputs (log rotation) instead of stopping the recording; call after
+// scalene_install_stop_handlers. scalene_reopen_generation counts the SIGHUPs that arrived.
+void scalene_install_reopen_handler(void);
+unsigned long scalene_reopen_generation(void);
+
+// A write past RLIMIT_FSIZE raises SIGXFSZ, which kills by default: ignored, the write fails with
+// EFBIG instead and the failure is reported like a full disk.
+void scalene_ignore_file_size_signal(void);
+
+// Blocks, on the calling thread, every signal the tool handles (stop, snapshot, reopen), so that
+// they are delivered to the threads that act on them and never interrupt a helper thread's I/O.
+void scalene_block_handled_signals(void);
+
 // Whether file descriptor `fd` is a terminal.
 int scalene_isatty(int fd);
 

@@ -18,6 +18,8 @@ struct ProfileCommand: ParsableCommand {
           scalene-attach --pid 1234 --duration 30 --json profile.json
           scalene-attach --pid 1234 --format collapsed --output stacks.txt
           scalene-attach --pid 1234 --snapshot-interval 60 --json /var/tmp/app.json   # production
+          scalene-attach --pid 1234 --format pprof --output /var/tmp/app.pb.gz \\
+              --snapshot-interval 60 --snapshot-mode delta --snapshot-keep 1440   # for pprof tools
         """
     )
 

@@ -5,7 +5,15 @@ import Reports
 
 /// Output formats of the main report.
 enum ReportFormat: String, ExpressibleByArgument, CaseIterable {
-    case table, json, collapsed, speedscope
+    case table, json, collapsed, speedscope, pprof
+}
+
+/// What a periodic snapshot of --output holds.
+enum SnapshotMode: String, ExpressibleByArgument, CaseIterable {
+    /// Everything since the start (each snapshot replaces the previous one's content).
+    case cumulative
+    /// Only the interval since the previous snapshot (what continuous-profiling servers expect).
+    case delta
 }
 
 /// How `--native` takes native stacks.
@@ -29,7 +37,7 @@ struct ProfileOptions: ParsableArguments {
     @Option(help: ArgumentHelp("Write the main report to this file instead of stdout.", valueName: "file"))
     var output: String?
 
-    @Option(help: ArgumentHelp("Main report format: table (Scalene-style), json (Scalene's JSON), collapsed (folded stacks for flame graphs), speedscope.",
+    @Option(help: ArgumentHelp("Main report format: table (Scalene-style), json (Scalene's JSON), collapsed (folded stacks for flame graphs), speedscope, pprof (gzip-compressed profile.proto for go tool pprof, Pyroscope, Parca).",
                                valueName: "format"))
     var format: ReportFormat = .table
 
@@ -81,9 +89,17 @@ struct ProfileOptions: ParsableArguments {
                                valueName: "method"))
     var nativeMethod: NativeMethodOption = .auto
 
-    @Option(help: ArgumentHelp("Rewrite --output and --json every this many seconds while recording (atomically); SIGUSR1 also writes one.",
+    @Option(help: ArgumentHelp("Rewrite --output, --json and --html every this many seconds while recording (atomically); SIGUSR1 also writes one, SIGHUP reopens the output folders.",
                                valueName: "seconds"))
     var snapshotInterval: Double?
+
+    @Option(help: ArgumentHelp("What each snapshot of --output holds: cumulative (everything since the start) or delta (only the interval since the previous snapshot; --json and --html stay cumulative).",
+                               valueName: "mode"))
+    var snapshotMode: SnapshotMode = .cumulative
+
+    @Option(help: ArgumentHelp("Write every snapshot (and the final report) of each output as a timestamped file beside it, NAME.20261201T153000.123Z.EXT, keeping the newest N.",
+                               valueName: "n"))
+    var snapshotKeep: Int?
 
     func validate() throws {
         guard rate >= 1 && rate <= 20000 else { throw ValidationError("--rate must be between 1 and 20000 Hz") }
@@ -96,6 +112,18 @@ struct ProfileOptions: ParsableArguments {
         }
         if snapshotInterval != nil && output == nil && json == nil && html == nil {
             throw ValidationError("--snapshot-interval needs --output, --json or --html to write to")
+        }
+        if let snapshotKeep {
+            guard snapshotKeep >= 1 else { throw ValidationError("--snapshot-keep must be at least 1") }
+            if output == nil && json == nil && html == nil {
+                throw ValidationError("--snapshot-keep needs --output, --json or --html to write to")
+            }
+        }
+        if snapshotMode == .delta && (snapshotInterval == nil || output == nil) {
+            throw ValidationError("--snapshot-mode delta needs --snapshot-interval and --output (the intervals go there)")
+        }
+        if format == .pprof && output == nil && isatty(1) != 0 {
+            throw ValidationError("--format pprof is binary: give --output FILE or redirect stdout")
         }
         if reduced && full { throw ValidationError("--reduced and --full are opposites; give one") }
     }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Export
 import Foundation
 import Reports
 
@@ -33,8 +34,8 @@ struct ViewCommand: ParsableCommand {
         do { saved = try SavedProfile.decode(data) } catch {
             fail(Failure("\(profile) is \(error.description)", .badProfile))
         }
-        do { try OutputWriter.replace(html, with: HTMLReport(profile: saved).render()) } catch let failure as Failure {
-            fail(failure)
+        do { try OutputFile(path: html).write(HTMLReport(profile: saved).render()) } catch {
+            fail(Failure("\(error)", .internalError))
         }
     }
 }
