@@ -394,7 +394,10 @@ def deep_workload(depth, count):
 
 
 def site_small(count):
-    return [bytes(31) for _ in repeat(None, count)]  # 64-byte blocks from pymalloc
+    out = []  # (no comprehension: before 3.12 it would be a function of its own)
+    for _ in repeat(None, count):
+        out.append(bytes(31))  # 64-byte blocks from pymalloc
+    return out
 
 
 def site_mid(size):
@@ -715,7 +718,7 @@ class Suite:
         check(within(measured, n * size, 0.05), "native MB %.2f" % (measured / MB))
         check(native > 0.97 * measured, "native samples not of native origin")
         check(inner >= 0.8 * len(mal), "native samples not attributed to the calling function")
-        sampled = {x.pointer for x in mal}
+        sampled = {x.pointer for x in mal if x.origin == proto.ORIGIN_NATIVE and x.bytes >= size}
 
         t0 = mono_ns()
         native_free_workload(self.native.native_free, ptrs)
@@ -787,10 +790,13 @@ class Suite:
         t1 = mono_ns()
         s.settle()
         deep = s.window(t0, t1, tid, proto.SAMPLE_MALLOC)
-        check(deep and all(x.flags & 1 and len(x.frames) == proto.MAX_FRAMES for x in deep),
+        # (Before 3.11 the recursion's own frame objects are allocations too: a few samples there,
+        # some of them less than 64 frames deep.)
+        inner = [x for x in deep if x.frames and x.frames[0][0] == id(py_alloc_workload.__code__)]
+        check(inner and all(x.flags & 1 and len(x.frames) == proto.MAX_FRAMES for x in inner),
               "deep stack not truncated at %d frames with flag bit 0" % proto.MAX_FRAMES)
-        check(all(x.frames[0][0] == id(py_alloc_workload.__code__) and
-                  x.frames[1][0] == id(deep_workload.__code__) for x in deep), "deep stack frames wrong")
+        check(len(inner) >= 0.9 * len(deep) and all(x.frames[1][0] == id(deep_workload.__code__) for x in inner),
+              "deep stack frames wrong")
         del kept
 
         # A thread without a Python thread state: the native bucket (no frames).
