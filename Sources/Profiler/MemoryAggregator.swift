@@ -206,8 +206,14 @@ public struct MemoryAggregator: Sendable {
         result.peakFootprintMB = peak
         result.peakLine = peakLine
         result.peakPythonFraction = peakPythonFraction
-        result.currentFootprintMB = footprint ?? 0
-        result.footprintChangeMB = (footprint ?? 0) - (firstFootprint ?? 0)
+        // A process that began exiting: what it held then (its teardown frees everything, and
+        // the counts between two readings of its allocator are least exact while it does).
+        var current = footprint ?? 0
+        if let exit = finalizingOffset, let before = footprintTimeline.last(where: { $0.nanoseconds <= exit }) {
+            current = before.megabytes
+        }
+        result.currentFootprintMB = current
+        result.footprintChangeMB = current - (firstFootprint ?? 0)
         result.totalAllocatedMB = allocated
         result.nativeBucketMB = nativeBucket
         result.copiedMB = copied

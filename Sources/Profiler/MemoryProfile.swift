@@ -102,7 +102,7 @@ public struct MemoryProfile: Sendable, Equatable {
     /// allocation at that moment.
     public var peakLine: SourceLine?
     public var peakPythonFraction: Double = 0
-    /// What the process holds at the end (never negative).
+    /// What the process holds at the end, or when it began exiting if it did (never negative).
     public var currentFootprintMB: Double = 0
     /// The change of the footprint from the agent's first reading to its last.
     public var footprintChangeMB: Double = 0

@@ -70,6 +70,10 @@ struct MemoryAggregatorTests {
         #expect(profile.currentFootprintMB == 20 && profile.footprintChangeMB == -30 && profile.peakFootprintMB == 60)
         #expect(profile.peakLine == SourceLine(file: "a.py", line: 1))
         #expect(profile.footprint.map(\.megabytes) == [50, 58, 20])
+        // A process that began exiting: what it held then, not during its teardown.
+        aggregator.noteFinalizing(at: 1)
+        let exited = aggregator.profile(elapsed: 1, window: 1, copyWindow: 1, agent: AgentStatistics())
+        #expect(exited.currentFootprintMB == 58 && exited.exitedAfterSeconds == 1e-9)
     }
 
     @Test("leaks: frees once the process exits do not clear a line; the same line flagged either way, no other")
