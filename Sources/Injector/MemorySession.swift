@@ -191,7 +191,7 @@ public final class MemorySession {
         return MemoryEvent(kind: kind, offset: offset, bytes: sample.bytes, weight: sample.weight, pointer: sample.pointer,
                            movedTo: sample.movedTo, python: sample.origin == .python,
                            tracked: sample.flags & UInt32(SCALENE_SAMPLE_UNTRACKED) == 0, finalizing: finalizing,
-                           location: location)
+                           growth: sample.flags & UInt32(SCALENE_SAMPLE_GROWTH) != 0, location: location)
     }
 
     /// Asks the agent to restore every hook and waits until it has (at most `timeout` seconds).

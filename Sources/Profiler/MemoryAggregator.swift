@@ -38,10 +38,13 @@ public struct MemoryEvent: Sendable {
     public var tracked: Bool
     /// Taken once the interpreter had begun finalizing (the process is exiting).
     public var finalizing: Bool
+    /// malloc: a realloc grew a block (the sample is the growth); the block may already be tracked.
+    public var growth: Bool
     public var location: MemoryLocation
 
     public init(kind: Kind, offset: UInt64, bytes: UInt64, weight: UInt64, pointer: UInt64, movedTo: UInt64 = 0,
-                python: Bool = false, tracked: Bool = true, finalizing: Bool = false, location: MemoryLocation) {
+                python: Bool = false, tracked: Bool = true, finalizing: Bool = false, growth: Bool = false,
+                location: MemoryLocation) {
         self.kind = kind
         self.offset = offset
         self.bytes = bytes
@@ -51,6 +54,7 @@ public struct MemoryEvent: Sendable {
         self.python = python
         self.tracked = tracked
         self.finalizing = finalizing
+        self.growth = growth
         self.location = location
     }
 }
@@ -124,6 +128,16 @@ public struct MemoryAggregator: Sendable {
             }
             guard event.tracked, event.pointer != 0 else {
                 counts.untracked += 1
+                break
+            }
+            if event.growth, let entry = tracked[event.pointer] {
+                // A tracked block grown by realloc: the same block, heavier (on its own line).
+                tracked[event.pointer] = (entry.line, entry.megabytes + megabytes)
+                if let line = entry.line, lines[line] != nil {
+                    lines[line]!.currentMB += megabytes
+                    lines[line]!.peakMB = max(lines[line]!.peakMB, lines[line]!.currentMB)
+                    if finalizingOffset == nil { lines[line]!.retainedMB += megabytes }
+                }
                 break
             }
             // A block at an address we still hold was freed without our hearing of it (a sample
