@@ -260,7 +260,7 @@ public struct AgentInjector {
     static func translate(_ error: ProcessAccessError) -> InjectError {
         switch error {
         case .exited(let pid), .noSuchProcess(let pid): return .exited(pid: pid)
-        case .permissionDenied(let pid): return .permissionDenied(pid: pid)
+        case .permissionDenied(let pid), .memoryReadsFiltered(let pid): return .permissionDenied(pid: pid)
         case .failed(_, let detail): return .failed(detail: detail)
         }
     }

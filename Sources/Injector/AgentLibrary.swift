@@ -1,3 +1,5 @@
+import Foundation
+import RemoteProcess
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -51,12 +53,21 @@ public struct AgentLibrary: Sendable {
     private static func check(owner: uid_t, mode: mode_t, what: String, path: String) throws(InjectError) {
         let me = geteuid()
         guard owner == 0 || owner == me else {
-            throw .agentUnsafe(path: path, reason: "\(what) is owned by uid \(owner), neither root nor us (uid \(me))")
+            // In a user namespace an owner from outside it shows as the overflow uid (65534).
+            let outside = owner == overflowUID
+                ? " (an owner outside this user namespace shows as \(owner): use a copy owned by this namespace's root, "
+                    + "e.g. in a folder of your own named by SCALENE_ATTACH_AGENT)" : ""
+            throw .agentUnsafe(path: path, reason: "\(what) is owned by uid \(owner), neither root nor us (uid \(me))" + outside)
         }
         guard mode & 0o022 == 0 else {
             throw .agentUnsafe(path: path, reason: "\(what) can be written by \(mode & 0o002 != 0 ? "anyone" : "its group") "
                                + "(mode \(String(mode & 0o7777, radix: 8))): fix with chmod go-w")
         }
+    }
+
+    /// The uid that owners from outside our user namespace show as.
+    static var overflowUID: uid_t {
+        (try? ProcFiles.text("/proc/sys/kernel/overflowuid")).flatMap { uid_t($0.trimmingCharacters(in: .whitespacesAndNewlines)) } ?? 65534
     }
 
     /// The first page: the ELF headers, never relocated. A mapping of a loaded library that starts

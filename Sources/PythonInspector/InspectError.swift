@@ -6,6 +6,8 @@ public enum InspectError: Error, Equatable, Sendable {
     case noSuchProcess(pid: Int32)
     case exited(pid: Int32)
     case permissionDenied(pid: Int32)
+    /// Our own process's seccomp filter refuses reading another process's memory.
+    case memoryReadsFiltered(pid: Int32)
     /// No loaded binary defines `_PyRuntime`.
     case notPython(pid: Int32, executable: String)
     /// A Python we recognise but do not support (too old, too new, free-threaded).
@@ -21,6 +23,7 @@ public enum InspectError: Error, Equatable, Sendable {
         case .noSuchProcess(let pid): self = .noSuchProcess(pid: pid)
         case .exited(let pid): self = .exited(pid: pid)
         case .permissionDenied(let pid): self = .permissionDenied(pid: pid)
+        case .memoryReadsFiltered(let pid): self = .memoryReadsFiltered(pid: pid)
         case .failed(let pid, let detail): self = .failed(pid: pid, detail: detail)
         }
     }

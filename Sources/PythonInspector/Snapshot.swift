@@ -116,11 +116,11 @@ public final class StackDumper {
         // `threading._active` changes whenever a thread starts or ends; retry a torn read.
         let interpreter = try observer.mainInterpreter()
         var threadNames = [UInt64: String]()
+        // A read that missed entries is merged with the next, until one reads every entry.
         for _ in 0..<5 {
-            if let found = names.names(interpreter: interpreter) {
-                threadNames = found
-                break
-            }
+            guard let found = names.read(interpreter: interpreter) else { continue }
+            threadNames.merge(found.names) { _, fresh in fresh }
+            if found.unreadable == 0 { break }
         }
         var threads = observations.map { observation in
             ThreadSnapshot(tid: observation.tid, namespaceTID: observation.namespaceTID, unmapped: observation.unmapped,

@@ -10,6 +10,10 @@ public enum ProcessAccessError: Error, Equatable, Sendable {
     case exited(pid: Int32)
     /// The kernel refuses us access to the process's memory.
     case permissionDenied(pid: Int32)
+    /// Reading the process's memory (`process_vm_readv`) is refused by a seccomp filter on *our*
+    /// process, although the kernel's access check passed: a container's default profile (Docker's
+    /// blocks the call unless the container has CAP_SYS_PTRACE).
+    case memoryReadsFiltered(pid: Int32)
     /// Anything else, with a human-readable detail.
     case failed(pid: Int32, detail: String)
 }
@@ -45,7 +49,9 @@ public struct TargetProcess: Sendable {
             do {
                 _ = try memory.integer(UInt8.self, at: readable.start)
             } catch .permissionDenied {
-                throw .permissionDenied(pid: pid)
+                // The maps were readable, so the ptrace access check passed: a refusal of the read
+                // itself comes from a filter on our system calls.
+                throw Self.underSeccompFilter ? .memoryReadsFiltered(pid: pid) : .permissionDenied(pid: pid)
             } catch .processGone {
                 throw .exited(pid: pid)
             } catch {
@@ -76,6 +82,12 @@ public struct TargetProcess: Sendable {
                                 : .exited(pid: pid)
         case .failed(let code): return .failed(pid: pid, detail: String(cString: strerror(code)))
         }
+    }
+
+    /// Whether this process runs under a seccomp filter (`Seccomp: 2` in /proc/self/status).
+    public static var underSeccompFilter: Bool {
+        guard let text = try? ProcFiles.text("/proc/self/status") else { return false }
+        return text.split(separator: "\n").contains { $0.hasPrefix("Seccomp:") && $0.hasSuffix("2") }
     }
 
     /// Whether the process still exists and has not exited.

@@ -109,7 +109,7 @@ public struct TableReport {
                                  stats.ticks, rate, stats.requestedRate)))
         switch profile.classification {
         case .opcodeAndGIL:
-            lines.append("Python/native: by the innermost instruction (call) and the GIL (--native samples the CPU itself)")
+            lines.append(contentsOf: wrap("Python/native: by the innermost instruction (call) and the GIL (--native samples the CPU itself)"))
         case .instructionPointer(let method):
             var text = "Python/native: by where the CPU was (native stack samples, \(method.rawValue))"
             if let native = profile.native {
@@ -121,16 +121,16 @@ public struct TableReport {
                                    100 * Double(native.opcodeRuleIntervals) / Double(intervals))
                 }
             }
-            lines.append(clip(text))
+            lines.append(contentsOf: wrap(text))
         }
         if let memory = profile.memory {
-            lines.append(clip(Self.memorySummary(memory, targetExited: profile.end == .targetExited)))
+            lines.append(contentsOf: wrap(Self.memorySummary(memory, targetExited: profile.end == .targetExited)))
         }
         switch profile.end {
         case .targetExited: lines.append("the process exited; this is what was collected until then")
         default: break
         }
-        if let reason = profile.emptyReason { lines.append("NOTHING WAS ATTRIBUTED: " + reason) }
+        if let reason = profile.emptyReason { lines.append(contentsOf: wrap("NOTHING WAS ATTRIBUTED: " + reason)) }
         return lines.joined(separator: "\n") + "\n"
     }
 
@@ -321,4 +321,22 @@ public struct TableReport {
     func padRight(_ text: String, _ width: Int) -> String { TextWidth.padRight(text, width) }
 
     func clip(_ text: String) -> String { TextWidth.clip(text, to: width) }
+
+    /// A sentence the reader needs whole (how attribution was made, why nothing was attributed)
+    /// broken at spaces into lines of the width, continuation lines indented.
+    func wrap(_ text: String) -> [String] {
+        var lines = [String]()
+        var current = ""
+        for word in text.split(separator: " ", omittingEmptySubsequences: false) {
+            let candidate = current.isEmpty ? String(word) : current + " " + word
+            if TextWidth.of(candidate) > width, !current.isEmpty, current.trimmingCharacters(in: .whitespaces).count > 0 {
+                lines.append(current)
+                current = "  " + word
+            } else {
+                current = candidate
+            }
+        }
+        if !current.isEmpty { lines.append(current) }
+        return lines.map(clip)
+    }
 }

@@ -27,7 +27,8 @@ struct Failure: Error {
         self.status = status
     }
 
-    static let permissionAdvice = "run as root, or grant CAP_SYS_PTRACE (sudo setcap cap_sys_ptrace+ep scalene-attach), "
+    static let permissionAdvice = "run as root, or grant CAP_SYS_PTRACE (sudo setcap cap_sys_ptrace+ep scalene-attach; "
+        + "in a container or sidecar: docker run --cap-add SYS_PTRACE, or capabilities.add: [SYS_PTRACE] in Kubernetes), "
         + "or allow tracing of non-child processes (sysctl kernel.yama.ptrace_scope=0)"
 
     init(_ error: InspectError) {
@@ -38,6 +39,11 @@ struct Failure: Error {
             self.init("process \(pid) exited while being read", .processExited)
         case .permissionDenied(let pid):
             self.init("permission denied reading process \(pid): \(Self.permissionAdvice)", .permissionDenied)
+        case .memoryReadsFiltered(let pid):
+            self.init("reading the memory of process \(pid) (process_vm_readv) is refused by the seccomp filter scalene-attach "
+                      + "runs under, although tracing it is allowed: Docker's default profile blocks this call unless the "
+                      + "container has CAP_SYS_PTRACE; run it with --cap-add SYS_PTRACE (Kubernetes: capabilities.add: "
+                      + "[SYS_PTRACE]) or --security-opt seccomp=unconfined", .permissionDenied)
         case .notPython(let pid, let executable):
             let what = executable.isEmpty ? "" : " (\(executable))"
             self.init("process \(pid)\(what) is not a Python process: no loaded binary defines _PyRuntime", .notPython)

@@ -46,11 +46,18 @@ final class FixtureProcess: @unchecked Sendable {
     var pid: Int32 { process.processIdentifier }
 
     /// Starts `python script args...` and waits until it prints a line starting with "READY".
-    init(python: String, script: String, arguments: [String] = [], environment: [String: String] = [:],
-         readyTimeout: TimeInterval = 20) throws {
+    convenience init(python: String, script: String, arguments: [String] = [], environment: [String: String] = [:],
+                     readyTimeout: TimeInterval = 20) throws {
+        try self.init(executable: python, arguments: ["-u", script] + arguments, environment: environment,
+                      readyTimeout: readyTimeout)
+    }
+
+    /// Starts `executable arguments...` (a launcher that runs a Python fixture, such as a container)
+    /// and waits until it prints a line starting with "READY".
+    init(executable: String, arguments: [String], environment: [String: String] = [:], readyTimeout: TimeInterval = 20) throws {
         process = Process()
-        process.executableURL = URL(fileURLWithPath: python)
-        process.arguments = ["-u", script] + arguments
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
         var env = ProcessInfo.processInfo.environment
         env["PYTHONDONTWRITEBYTECODE"] = "1"
         for (key, value) in environment { env[key] = value }
@@ -144,10 +151,14 @@ struct ToolResult {
 }
 
 /// Runs scalene-attach with arguments and waits for it (with a timeout, after which it is killed).
-func runTool(_ arguments: [String], executable: String = Package.tool, timeout: TimeInterval = 60) throws -> ToolResult {
+func runTool(_ arguments: [String], executable: String = Package.tool, timeout: TimeInterval = 60,
+             environment: [String: String] = [:]) throws -> ToolResult {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: executable)
     process.arguments = arguments
+    if !environment.isEmpty {
+        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+    }
     let out = Pipe()
     let err = Pipe()
     process.standardOutput = out

@@ -13,10 +13,15 @@ struct AccuracyReport: Decodable {
     var lines: [String: Line]
     var max_error: Double
 
-    static func compute(profile: String, log: String, fixture: String, threads: Int) throws -> AccuracyReport {
+    /// `source`: where to read the fixture's text when `fixture` (its path as the profile names it)
+    /// does not exist here (inside a container).
+    static func compute(profile: String, log: String, fixture: String, threads: Int, source: String? = nil) throws
+        -> AccuracyReport
+    {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         process.arguments = ["python3", Package.fixture("cpu/accuracy.py"), profile, log, fixture, String(threads)]
+            + (source.map { [$0] } ?? [])
         let pipe = Pipe()
         process.standardOutput = pipe
         try process.run()
