@@ -140,16 +140,8 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
         let locations: [MemoryLocation] = [.native, .outside,
                                            .line(SourceLine(file: "f.py", line: 1), FunctionID(file: "f.py", name: "f", firstLine: 1))]
         for (index, sample) in samples.enumerated() {
-            let kind: MemoryEvent.Kind
-            switch sample.kind {
-            case .malloc: kind = .malloc
-            case .free: kind = .free
-            case .copy: kind = .copy
-            case .sampledFree: kind = .sampledFree
-            }
-            aggregator.add(MemoryEvent(kind: kind, offset: sample.timestamp, bytes: sample.bytes,
-                                       pythonBytes: sample.pythonBytes, nativeBytes: sample.nativeBytes,
-                                       pointer: sample.pointer, location: locations[index % locations.count]))
+            aggregator.add(MemorySession.event(sample, offset: sample.timestamp) { _ in locations[index % locations.count] })
+            if index % 7 == 0 { aggregator.footprint(offset: sample.timestamp, bytes: sample.weight, peakBytes: sample.bytes) }
         }
         _ = aggregator.profile(elapsed: 1, window: 1 << 20, copyWindow: 7 << 20, agent: AgentStatistics())
     }

@@ -6,19 +6,43 @@ import Glibc
 
 /// One sample from the agent, copied out of the ring.
 public struct AgentSample: Sendable {
+    /// Protocol 3: allocations and copies are sampled per call (see the protocol header); a tracked
+    /// allocation is followed until it is freed.
     public enum Kind: UInt32, Sendable {
-        case malloc = 1, free = 2, copy = 3, sampledFree = 4
+        case malloc = 1, copy = 3, sampledFree = 4, sampledMove = 5
+    }
+
+    public enum Origin: UInt32, Sendable {
+        case none = 0, python = 1, native = 2
     }
 
     public var kind: Kind
     public var tid: Int32
     public var timestamp: UInt64
+    /// The sampled call's own size (a realloc: its growth); a SAMPLED_FREE: the freed block's size.
     public var bytes: UInt64
-    public var pythonBytes: UInt64
-    public var nativeBytes: UInt64
+    /// The bytes the sample stands for (an unbiased estimate: its expectation is the call's size).
+    public var weight: UInt64
     public var pointer: UInt64
+    /// SAMPLED_MOVE: the block's new address.
+    public var movedTo: UInt64
+    public var origin: Origin
+    /// SCALENE_SAMPLE_* bits.
+    public var flags: UInt32
     /// Innermost first, as (code object, raw instruction field).
     public var frames: [(code: UInt64, instruction: UInt64)]
+}
+
+/// The footprint the agent publishes: malloc's bytes in use plus pymalloc's arenas (figures of the
+/// target's own allocators, read by the agent's thread, with the hooks' counts in between).
+public struct AgentFootprint: Sendable, Equatable {
+    public var bytes: UInt64
+    public var peakBytes: UInt64
+    /// CLOCK_MONOTONIC of `bytes`.
+    public var timestamp: UInt64
+    /// Absolute readings of the allocator so far (0: none yet).
+    public var readings: UInt64
+    public var pythonArenaBytes: UInt64
 }
 
 /// The shared-memory channel between us and the agent: the protocol header and a ring of samples,
@@ -92,7 +116,34 @@ public final class Channel {
     public var hookedSlots: UInt64 { scalene_load_u64(&header.pointee.hooked_slots) }
     public var hookedObjects: UInt64 { scalene_load_u64(&header.pointee.hooked_objects) }
     public var pythonHooks: Bool { scalene_load_u64(&header.pointee.python_hooks) != 0 }
-    public var untrackedFrees: UInt64 { scalene_load_u64(&header.pointee.untracked_frees) }
+    /// Python-allocator reallocs whose old size was unknown (counted as allocations of the new size).
+    public var unsizedReallocs: UInt64 { scalene_load_u64(&header.pointee.unsized_reallocs) }
+    /// Sampled allocations the agent could not track (its sampled-pointer table was full).
+    public var untrackedAllocations: UInt64 { scalene_load_u64(&header.pointee.leak_table_full) }
+    /// Small-object pools the agent could not track (its pool table was full).
+    public var untrackedPools: UInt64 { scalene_load_u64(&header.pointee.pool_table_full) }
+    /// CLOCK_MONOTONIC when the agent first saw the interpreter finalizing; nil before.
+    public var finalizingSince: UInt64? {
+        let value = scalene_load_u64(&header.pointee.finalizing_ns)
+        return value == 0 ? nil : value
+    }
+
+    /// What the process holds as its allocators account for it, as the agent last published it; nil
+    /// before its first reading (or if a consistent copy cannot be had: the agent is writing, retried).
+    public var footprint: AgentFootprint? {
+        for _ in 0..<100 {
+            let before = scalene_load_u64(&header.pointee.footprint_sequence)
+            if before & 1 != 0 { continue }
+            let reading = AgentFootprint(bytes: scalene_load_u64(&header.pointee.footprint_bytes),
+                                         peakBytes: scalene_load_u64(&header.pointee.footprint_peak_bytes),
+                                         timestamp: scalene_load_u64(&header.pointee.footprint_ns),
+                                         readings: scalene_load_u64(&header.pointee.footprint_readings),
+                                         pythonArenaBytes: scalene_load_u64(&header.pointee.python_arena_bytes))
+            guard scalene_load_u64(&header.pointee.footprint_sequence) == before else { continue }
+            return reading.readings > 0 ? reading : nil
+        }
+        return nil
+    }
 
     /// Copies out every completed sample, in order, and frees their slots.
     public func drain(into samples: inout [AgentSample]) {
@@ -174,7 +225,7 @@ public struct SampleRing {
             for index in 0..<count { frames.append((typed[index].code, typed[index].instr)) }
         }
         return AgentSample(kind: kind, tid: Int32(bitPattern: raw.tid), timestamp: raw.timestamp_ns, bytes: raw.bytes,
-                           pythonBytes: raw.python_bytes, nativeBytes: raw.native_bytes, pointer: raw.pointer,
-                           frames: frames)
+                           weight: raw.weight, pointer: raw.pointer, movedTo: raw.moved_to,
+                           origin: AgentSample.Origin(rawValue: raw.origin) ?? .none, flags: raw.flags, frames: frames)
     }
 }

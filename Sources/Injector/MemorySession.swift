@@ -10,10 +10,14 @@ import RemoteProcess
 /// (every hook restored) at the end.
 public final class MemorySession {
     public struct Options: Sendable {
-        /// Net bytes allocated (or freed) per memory sample.
-        public var window: UInt64 = 1 << 20
-        /// Bytes copied per copy sample.
-        public var copyWindow: UInt64 = 7 << 20
+        /// Mean bytes allocated between two allocation samples (each thread draws the distance to
+        /// its next sample from an exponential distribution with this mean). 256 KiB: a line that
+        /// allocates 100 MB in calls smaller than that is estimated within ±5% (one standard error;
+        /// calls of a window or more are nearly exact), for about 4,000 samples a second at 1 GB/s.
+        public var window: UInt64 = 256 << 10
+        /// Mean bytes copied between two copy samples. 512 KiB: copies are fewer and larger than
+        /// allocations (a line copying 200 MB in small copies is estimated within ±5%).
+        public var copyWindow: UInt64 = 512 << 10
         public var agentPath: String
 
         public init(agentPath: String) {
@@ -155,21 +159,39 @@ public final class MemorySession {
 
     private func fold() {
         let start = sampler.startMonotonic
+        func offset(_ timestamp: UInt64) -> UInt64 { timestamp > start ? timestamp - start : 0 }
         for sample in pending {
-            let kind: MemoryEvent.Kind
-            switch sample.kind {
-            case .malloc: kind = .malloc
-            case .free: kind = .free
-            case .copy: kind = .copy
-            case .sampledFree: kind = .sampledFree
-            }
-            let location = kind == .sampledFree ? MemoryLocation.outside
-                : sampler.memoryLocation(of: sample.frames.map { RawFrame(code: $0.code, instruction: $0.instruction) })
-            aggregator.add(MemoryEvent(kind: kind, offset: sample.timestamp > start ? sample.timestamp - start : 0,
-                                       bytes: sample.bytes, pythonBytes: sample.pythonBytes,
-                                       nativeBytes: sample.nativeBytes, pointer: sample.pointer, location: location))
+            aggregator.add(Self.event(sample, offset: offset(sample.timestamp)) { frames in
+                sampler.memoryLocation(of: frames.map { RawFrame(code: $0.code, instruction: $0.instruction) })
+            })
         }
         pending.removeAll(keepingCapacity: true)
+        if let since = channel.finalizingSince { aggregator.noteFinalizing(at: offset(since)) }
+        if let reading = channel.footprint {
+            statistics.footprintReadings = Int(clamping: reading.readings)
+            aggregator.footprint(offset: offset(reading.timestamp), bytes: reading.bytes, peakBytes: reading.peakBytes)
+        }
+    }
+
+    /// A sample as the aggregator takes it; `locate` resolves the frames of an allocation or copy.
+    public static func event(_ sample: AgentSample, offset: UInt64,
+                             locate: ([(code: UInt64, instruction: UInt64)]) -> MemoryLocation) -> MemoryEvent {
+        let finalizing = sample.flags & UInt32(SCALENE_SAMPLE_FINALIZING) != 0
+        let kind: MemoryEvent.Kind
+        switch sample.kind {
+        case .malloc: kind = .malloc
+        case .copy: kind = .copy
+        case .sampledFree: kind = .sampledFree
+        case .sampledMove: kind = .sampledMove
+        }
+        // No frames are read once the interpreter finalizes: such a sample is on no line, and not
+        // from a native thread either.
+        let location: MemoryLocation = kind == .sampledFree || kind == .sampledMove || finalizing ? .outside
+            : locate(sample.frames)
+        return MemoryEvent(kind: kind, offset: offset, bytes: sample.bytes, weight: sample.weight, pointer: sample.pointer,
+                           movedTo: sample.movedTo, python: sample.origin == .python,
+                           tracked: sample.flags & UInt32(SCALENE_SAMPLE_UNTRACKED) == 0, finalizing: finalizing,
+                           growth: sample.flags & UInt32(SCALENE_SAMPLE_GROWTH) != 0, location: location)
     }
 
     /// Asks the agent to restore every hook and waits until it has (at most `timeout` seconds).
@@ -197,7 +219,9 @@ public final class MemorySession {
     public func profile(elapsed: Double) -> MemoryProfile {
         var stats = statistics
         stats.droppedSamples = Int(clamping: channel.dropped) &+ channel.abandonedSlots
-        stats.untrackedFrees = Int(clamping: channel.untrackedFrees)
+        stats.untrackedAllocations = Int(clamping: channel.untrackedAllocations)
+        stats.untrackedPools = Int(clamping: channel.untrackedPools)
+        stats.unsizedReallocs = Int(clamping: channel.unsizedReallocs)
         return aggregator.profile(elapsed: elapsed, window: options.window, copyWindow: options.copyWindow, agent: stats)
     }
 

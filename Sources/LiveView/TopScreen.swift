@@ -7,7 +7,7 @@ import Reports
 ///
 ///     scalene-attach top · pid 4242 · Python 3.11.7 · python3 app.py
 ///     12.0 s · 1200 samples · 100.0 Hz · 0 late · 0 unreadable
-///     memory: footprint +4.1 MB (peak 9.0 MB) · alloc 3.20 MB/s · copy 1.10 MB/s
+///     memory: holds 41.0 MB (peak 49.0 MB) · alloc 3.20 MB/s · copy 1.10 MB/s
 ///     lines · all threads (2) · sort: total · since attach
 ///     time: Python 61.0% · native 30.2% · system 8.8% of 24.0 thread-seconds
 ///      total │ Python │ native │ system │ alloc/s │  copy/s │ where          │ source
@@ -96,8 +96,9 @@ public struct TopScreen {
     func memoryLine(_ sample: TopSample, _ figures: TopFigures) -> String {
         guard sample.hasMemory else { return notice ?? "memory: not profiled (--cpu-only)" }
         let seconds = max(figures.seconds, 1e-9)
-        var text = "memory: footprint " + (sample.footprintMB < 0 ? "−" : "+")
-            + String(format: "%.1f MB (peak %.1f MB) · alloc %.2f MB/s · copy %.2f MB/s", Swift.abs(sample.footprintMB),
+        // What the process holds (its allocators' own figures), never a net change.
+        var text = "memory: holds "
+            + String(format: "%.1f MB (peak %.1f MB) · alloc %.2f MB/s · copy %.2f MB/s", max(0, sample.footprintMB),
                      sample.peakFootprintMB, figures.allocatedMB / seconds, figures.copiedMB / seconds)
         if sample.droppedSamples > 0 { text += " · \(sample.droppedSamples) dropped" }
         if state.thread != nil { text += " (all threads)" }

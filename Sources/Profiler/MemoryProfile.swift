@@ -1,12 +1,14 @@
 /// Memory and copy volume on one line (or summed for a function), from the agent's samples.
 public struct MemoryLine: Sendable, Equatable {
-    /// MB of net allocation sampled here (malloc samples): Scalene's `n_malloc_mb`.
+    /// MB allocated here (the weights of the line's allocation samples: every allocated byte
+    /// counts, freed or not): Scalene's `n_malloc_mb`.
     public var allocatedMB: Double = 0
     /// Of `allocatedMB`, the MB that came through Python's allocator.
     public var pythonMB: Double = 0
     /// Number of malloc samples.
     public var mallocSamples = 0
-    /// MB of net freeing sampled here (free samples).
+    /// Of the MB allocated here, what was freed since (the weights of its tracked samples whose
+    /// blocks were freed, wherever they were freed).
     public var freedMB: Double = 0
     /// The line's live footprint (sampled allocations made here and not freed yet), its peak, and
     /// its timeline.
@@ -16,8 +18,12 @@ public struct MemoryLine: Sendable, Equatable {
     /// MB copied by memcpy/memmove from this line.
     public var copiedMB: Double = 0
     /// Sampled allocations made here, and how many of them were freed later.
+    /// (Both before the process began exiting: what its teardown frees does not count.)
     public var trackedAllocations = 0
     public var trackedFrees = 0
+    /// MB of the line's tracked allocations still live at the end of the profile, or when the
+    /// process began exiting: what a leak here has retained.
+    public var retainedMB: Double = 0
     public var function: FunctionID?
 
     public init() {}
@@ -61,7 +67,15 @@ public struct AgentStatistics: Sendable, Equatable {
     public var hookedObjects = 0
     public var pythonAllocatorHooked = false
     public var droppedSamples = 0
-    public var untrackedFrees = 0
+    /// Sampled allocations the agent could not track (its sampled-pointer table was full): they
+    /// count in the volume, not in line footprints or leaks.
+    public var untrackedAllocations = 0
+    /// Small-object pools the agent could not track (its pool table was full).
+    public var untrackedPools = 0
+    /// Python-allocator reallocs whose old size was unknown (counted as allocations of the new size).
+    public var unsizedReallocs = 0
+    /// Absolute readings of the target's allocators the agent took.
+    public var footprintReadings = 0
     /// From the start of injection to the agent's library being loaded and its thread started.
     public var injectionSeconds = 0.0
     /// From the start of injection to the hooks being installed.
@@ -80,13 +94,18 @@ public struct AgentStatistics: Sendable, Equatable {
 /// The memory side of a profile.
 public struct MemoryProfile: Sendable, Equatable {
     public var lines: [SourceLine: MemoryLine] = [:]
-    /// Net footprint since attach (MB) over time, at most 100 points.
+    /// What the process holds (MB: malloc's bytes in use plus pymalloc's arenas, as the target's
+    /// allocators account for them) over time, at most 100 points.
     public var footprint: [TimelinePoint] = []
     public var peakFootprintMB: Double = 0
-    /// The line whose sample reached the peak, and the Python share of allocation at that moment.
+    /// The line holding the most of its sampled allocations at the peak, and the Python share of
+    /// allocation at that moment.
     public var peakLine: SourceLine?
     public var peakPythonFraction: Double = 0
+    /// What the process holds at the end, or when it began exiting if it did (never negative).
     public var currentFootprintMB: Double = 0
+    /// The change of the footprint from the agent's first reading to its last.
+    public var footprintChangeMB: Double = 0
     /// MB allocated (malloc samples) in total, and by threads without any Python frame.
     public var totalAllocatedMB: Double = 0
     public var nativeBucketMB: Double = 0
@@ -94,7 +113,12 @@ public struct MemoryProfile: Sendable, Equatable {
     public var mallocSamples = 0
     public var freeSamples = 0
     public var copySamples = 0
-    /// 100 × net footprint change / total allocated (Scalene's growth_rate).
+    /// Allocation samples whose blocks could not be tracked (they count in the volume only).
+    public var untrackedSamples = 0
+    /// Seconds into the profile when the process began exiting (its interpreter finalizing); nil
+    /// if it did not. Frees from then on do not count against leak suspects.
+    public var exitedAfterSeconds: Double?
+    /// 100 × footprint change / total allocated (Scalene's growth_rate).
     public var growthRate: Double = 0
     public var leaks: [LeakSuspect] = []
     public var window: UInt64 = 0
@@ -119,6 +143,7 @@ public struct MemoryProfile: Sendable, Equatable {
             sum.copiedMB += line.copiedMB
             sum.trackedAllocations += line.trackedAllocations
             sum.trackedFrees += line.trackedFrees
+            sum.retainedMB += line.retainedMB
             result[function] = sum
         }
         return result

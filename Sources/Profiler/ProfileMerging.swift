@@ -78,6 +78,7 @@ extension Profile {
             memory.mallocSamples += before.mallocSamples
             memory.freeSamples += before.freeSamples
             memory.copySamples += before.copySamples
+            memory.untrackedSamples += before.untrackedSamples
             result.memory = memory
         } else {
             result.memory = later.memory ?? earlier.memory
@@ -233,6 +234,7 @@ extension MemoryProfile {
         result.mallocSamples = max(0, mallocSamples - earlier.mallocSamples)
         result.freeSamples = max(0, freeSamples - earlier.freeSamples)
         result.copySamples = max(0, copySamples - earlier.copySamples)
+        result.untrackedSamples = max(0, untrackedSamples - earlier.untrackedSamples)
         return result
     }
 
@@ -270,6 +272,7 @@ extension MemoryProfile {
                 sum.copiedMB += line.copiedMB
                 sum.trackedAllocations += line.trackedAllocations
                 sum.trackedFrees += line.trackedFrees
+                sum.retainedMB += line.retainedMB
                 result.lines[key] = sum
                 lineTimelines[key, default: []].append(shifted(line.timeline))
             }
@@ -280,6 +283,8 @@ extension MemoryProfile {
                 result.peakPythonFraction = memory.peakPythonFraction
             }
             result.currentFootprintMB += memory.currentFootprintMB
+            result.footprintChangeMB += memory.footprintChangeMB
+            result.untrackedSamples += memory.untrackedSamples
             result.totalAllocatedMB += memory.totalAllocatedMB
             result.nativeBucketMB += memory.nativeBucketMB
             result.copiedMB += memory.copiedMB
@@ -288,7 +293,10 @@ extension MemoryProfile {
             result.copySamples += memory.copySamples
             if position > 0 {
                 result.agent.droppedSamples += memory.agent.droppedSamples
-                result.agent.untrackedFrees += memory.agent.untrackedFrees
+                result.agent.untrackedAllocations += memory.agent.untrackedAllocations
+                result.agent.untrackedPools += memory.agent.untrackedPools
+                result.agent.unsizedReallocs += memory.agent.unsizedReallocs
+                result.agent.footprintReadings += memory.agent.footprintReadings
             }
             for leak in memory.leaks {
                 if var known = leaks[leak.line] {

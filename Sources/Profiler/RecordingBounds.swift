@@ -22,11 +22,10 @@ public enum RecordingBounds {
     /// keeping the highest point, when twice as many have gathered).
     public static let footprintPoints = 4_096
     public static let lineTimelinePoints = 512
-    /// Sampled allocations whose free is still awaited. The agent tracks at most 16,384 (its leak
-    /// table); entries beyond this are allocations it could not track, which never get a free.
-    /// When full, an entry is forgotten for each new one (its bytes stay on its line, as a leak's
-    /// would).
-    public static let trackedAllocations = 20_480
+    /// Sampled allocations whose free is still awaited: twice what the agent's own table of sampled
+    /// pointers holds (65,536), so a table full here means samples were lost; beyond it a sample
+    /// is counted as untracked (its bytes count as allocated on its line, not as held).
+    public static let trackedAllocations = 1 << 17
 }
 
 /// Speedscope's per-sample log of one thread: (stack index, seconds) in time order, bounded.

@@ -293,8 +293,8 @@ enum HTMLAssets {
         memSection.append(el("p", { class: "tip", text: "Memory was not profiled (--cpu-only, or the agent could not be loaded)." }));
       } else {
         memSection.append(el("p", { text: "peak " + memory.peak.toFixed(1) + " MB" + (memory.peakFile ? " at " + base(memory.peakFile) + ":" + memory.peakLine : "") +
-          " · " + memory.allocated.toFixed(1) + " MB allocated · " + memory.copied.toFixed(1) + " MB copied · footprint " + (memory.final >= 0 ? "+" : "") +
-          memory.final.toFixed(1) + " MB since attach" }));
+          " · " + memory.allocated.toFixed(1) + " MB allocated · " + memory.copied.toFixed(1) + " MB copied · the process holds " +
+          memory.final.toFixed(1) + " MB at the end" }));
         const W = 900, H = 220, L = 48, B = 24;
         const chart = svg("svg", { id: "mem-chart", viewBox: "0 0 " + W + " " + H });
         const points = memory.footprint;

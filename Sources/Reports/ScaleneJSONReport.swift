@@ -122,12 +122,16 @@ public struct ScaleneJSONReport {
                 "malloc_samples": memory.mallocSamples, "free_samples": memory.freeSamples,
                 "copy_samples": memory.copySamples, "total_allocated_mb": memory.totalAllocatedMB,
                 "copied_mb": memory.copiedMB, "current_footprint_mb": memory.currentFootprintMB,
+                "footprint_change_mb": memory.footprintChangeMB, "untracked_samples": memory.untrackedSamples,
+                "exited_after_seconds": memory.exitedAfterSeconds as Any? ?? NSNull(),
                 "agent": [
                     "safe_point": agent.safePoint, "injection_seconds": agent.injectionSeconds,
                     "armed_seconds": agent.armedSeconds, "detach_seconds": agent.detachSeconds,
                     "detached_cleanly": agent.detachedCleanly, "hooked_slots": agent.hookedSlots,
                     "hooked_objects": agent.hookedObjects, "python_allocator_hooked": agent.pythonAllocatorHooked,
-                    "dropped_samples": agent.droppedSamples, "untracked_frees": agent.untrackedFrees,
+                    "dropped_samples": agent.droppedSamples,
+                    "untracked_allocations": agent.untrackedAllocations, "untracked_pools": agent.untrackedPools,
+                    "unsized_reallocs": agent.unsizedReallocs, "footprint_readings": agent.footprintReadings,
                 ] as [String: Any],
             ] as [String: Any]
         }

@@ -124,7 +124,7 @@ public struct TableReport {
             lines.append(contentsOf: wrap(text))
         }
         if let memory = profile.memory {
-            lines.append(clip(Self.memorySummary(memory, targetExited: profile.end == .targetExited)))
+            lines.append(contentsOf: wrap(Self.memorySummary(memory, targetExited: profile.end == .targetExited)))
         }
         switch profile.end {
         case .targetExited: lines.append("the process exited; this is what was collected until then")
@@ -150,13 +150,12 @@ public struct TableReport {
     }
 
     /// One line on memory: the peak and where it was reached, what was allocated and by whom, and
-    /// the net change of the footprint since attach.
+    /// what the process holds now.
     ///
-    /// The footprint is measured from attach, from samples, so its net change is not a growth of
-    /// the program: memory allocated before attach and freed while we watch lowers it, and a
-    /// process that exits frees everything in its teardown (a program that only grew by 100 MB
-    /// ends near −2 MB). A percentage of that ("growth -0.8%") read as "the program shrank"; the
-    /// signed MB with its reason says what was measured, and the peak says how far it grew.
+    /// The footprint is what the target's allocators hold (malloc's bytes in use plus pymalloc's
+    /// arenas), memory allocated before the attach included, so it is never negative; its change
+    /// over the profile is signed. When the process began exiting while profiled, its teardown frees
+    /// everything: the line says so, and that frees from then on did not count against leaks.
     public static func memorySummary(_ memory: MemoryProfile, targetExited: Bool = false) -> String {
         var text = String(format: "memory: peak %.1f MB", memory.peakFootprintMB)
         if let peak = memory.peakLine {
@@ -165,12 +164,13 @@ public struct TableReport {
         let python = memory.totalAllocatedMB > 0
             ? 100 * memory.lines.values.reduce(0) { $0 + $1.pythonMB } / memory.totalAllocatedMB : 0
         text += String(format: " · %.1f MB allocated (%.0f%% Python)", memory.totalAllocatedMB, python)
-        let net = memory.currentFootprintMB
-        text += " · net " + (net >= 0.05 ? "+" : net <= -0.05 ? "−" : "±") + String(format: "%.1f MB since attach", Swift.abs(net))
-        if targetExited {
-            text += " (after the exit freed it)"
-        } else if net <= -0.05 {
-            text += " (freed memory older than the attach)"
+        let change = memory.footprintChangeMB
+        text += String(format: " · holds %.1f MB (", max(0, memory.currentFootprintMB))
+            + (change >= 0.05 ? "+" : change <= -0.05 ? "−" : "±") + String(format: "%.1f MB while profiled)", Swift.abs(change))
+        if let exited = memory.exitedAfterSeconds {
+            text += String(format: " · began exiting at %.1f s: its teardown's frees do not clear leaks", exited)
+        } else if targetExited {
+            text += " · exited"
         }
         return text
     }

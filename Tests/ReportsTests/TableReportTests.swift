@@ -53,19 +53,22 @@ struct TableReportTests {
         #expect(TableReport.commandLine(unknown) == "/x/app.py")
     }
 
-    @Test("memory: a negative net change is shown in MB with its reason, never as a growth percentage")
+    @Test("memory: what the process holds, never negative, with its signed change and the exit")
     func memoryLine() {
         var memory = MemoryProfile()
         memory.peakFootprintMB = 100.4
         memory.totalAllocatedMB = 100.4
-        memory.currentFootprintMB = -2.1
-        memory.growthRate = -2.1
+        memory.currentFootprintMB = 40.2
+        memory.footprintChangeMB = -2.1
+        memory.exitedAfterSeconds = 3.25
         let exited = TableReport.memorySummary(memory, targetExited: true)
-        #expect(exited.contains("peak 100.4 MB") && exited.contains("net −2.1 MB since attach (after the exit freed it)"), "\(exited)")
+        #expect(exited.contains("peak 100.4 MB") && exited.contains("holds 40.2 MB (−2.1 MB while profiled)"), "\(exited)")
+        #expect(exited.contains("began exiting at 3.2 s") || exited.contains("began exiting at 3.3 s"), "\(exited)")
         #expect(!exited.contains("growth"))
+        memory.exitedAfterSeconds = nil
+        memory.currentFootprintMB = 46.5
+        memory.footprintChangeMB = 6.3
         let running = TableReport.memorySummary(memory)
-        #expect(running.contains("(freed memory older than the attach)"), "\(running)")
-        memory.currentFootprintMB = 6.3
-        #expect(TableReport.memorySummary(memory).contains("net +6.3 MB since attach"))
+        #expect(running.contains("holds 46.5 MB (+6.3 MB while profiled)") && !running.contains("exiting"), "\(running)")
     }
 }

@@ -26,8 +26,8 @@
 #include <time.h>
 #include <unistd.h>
 
-_Static_assert(sizeof(struct scalene_sample) == 1088, "scalene_sample layout changed");
-_Static_assert(offsetof(struct scalene_sample, frames) == 64, "scalene_sample layout changed");
+_Static_assert(sizeof(struct scalene_sample) == 1096, "scalene_sample layout changed");
+_Static_assert(offsetof(struct scalene_sample, frames) == 72, "scalene_sample layout changed");
 _Static_assert(sizeof(struct scalene_channel) % 8 == 0, "scalene_channel must keep 8-byte records aligned");
 
 #define DEFAULT_HEARTBEAT_TIMEOUT_MS 1500u
@@ -56,6 +56,8 @@ struct python_api {
     void *(*PyEval_SaveThread)(void);
     void (*PyEval_RestoreThread)(void *);
     void *code_type;                                  // &PyCode_Type
+    // Optional: pymalloc's statistics (every supported version exports it), for its arena count.
+    void (*DebugMallocStats)(FILE *);                 // _PyObject_DebugMallocStats
 };
 static struct python_api P;
 
@@ -108,7 +110,7 @@ static void publish_counters(void) {
     got_get_stats(&gs);
     __atomic_store_n(&g_ch->hooked_slots, gs.hooked_slots, __ATOMIC_RELAXED);
     __atomic_store_n(&g_ch->hooked_objects, gs.hooked_objects, __ATOMIC_RELAXED);
-    __atomic_store_n(&g_ch->untracked_frees, atomic_load(&g_counters.untracked_frees), __ATOMIC_RELAXED);
+    __atomic_store_n(&g_ch->unsized_reallocs, atomic_load(&g_counters.unsized_reallocs), __ATOMIC_RELAXED);
     __atomic_store_n(&g_ch->pool_table_full, atomic_load(&g_counters.pool_table_full), __ATOMIC_RELAXED);
     __atomic_store_n(&g_ch->leak_table_full, atomic_load(&g_counters.leak_table_full), __ATOMIC_RELAXED);
     int py = g_py_installed[0] && g_py_installed[1] && g_py_installed[2];
@@ -196,6 +198,7 @@ static const char *resolve_python(void) {
     *(void **)&P.PyEval_SaveThread = find_symbol("PyEval_SaveThread");
     *(void **)&P.PyEval_RestoreThread = find_symbol("PyEval_RestoreThread");
     P.code_type = find_symbol("PyCode_Type");
+    *(void **)&P.DebugMallocStats = find_symbol("_PyObject_DebugMallocStats");
     return NULL;
 }
 
@@ -384,6 +387,31 @@ static const char *find_gilstate_tls(void *tstate, intptr_t *offset) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// The bytes pymalloc's arenas hold now (with the GIL held, so that none comes or goes meanwhile; from
+// then on the arena wrapper counts them). The count lives in static variables of the interpreter
+// (per interpreter from 3.12), so it is taken from the one function that reports it on every
+// supported version, _PyObject_DebugMallocStats, whose line "N arenas * S bytes/arena" has been
+// printed the same way since 3.3 (it prints nothing when pymalloc is not in use, PYTHONMALLOC=malloc:
+// then there are no arenas). Written into a fixed buffer on this thread, before any hook is armed.
+static char g_stats[64 * 1024];
+
+static uint64_t python_arena_bytes(void) {
+    if (!P.DebugMallocStats) return 0;
+    memset(g_stats, 0, sizeof g_stats);
+    FILE *out = fmemopen(g_stats, sizeof g_stats - 1, "w");
+    if (!out) return 0;
+    P.DebugMallocStats(out);
+    fclose(out);
+    for (char *line = g_stats; line && *line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL) {
+        unsigned long long arenas = 0, size = 0;
+        if (sscanf(line, "%llu arenas * %llu bytes/arena", &arenas, &size) == 2 && arenas < (1ull << 32) &&
+            size <= (1ull << 30))
+            return (uint64_t)(arenas * size);
+    }
+    return 0;
+}
+
+// ---------------------------------------------------------------------------------------------
 // Python allocator domains (with the GIL held).
 static int wrapper_is_ours(const py_mem_allocator *a, int d) {
     return a->malloc == g_wrap_alloc[d].malloc && a->calloc == g_wrap_alloc[d].calloc &&
@@ -459,6 +487,7 @@ static int python_usable(void) {
 // Disarm: stop sampling, restore the GOT (no GIL needed, so this part is bounded even if the GIL
 // is held for long), restore the allocators under the GIL, drain writers, report, unmap.
 static void disarm(uint32_t final_state, const char *why) {
+    if (atomic_load(&g_cfg.memory_on)) footprint_poll(g_ch, now_ns()); // the last figures counted
     atomic_store(&g_cfg.memory_on, 0);
     atomic_store(&g_cfg.copy_on, 0);
     got_restore_all();
@@ -554,7 +583,7 @@ static int command_detach(void) {
 
 static void configure_sampling(const struct scalene_agent_config *c, int source, pthread_key_t key,
                                intptr_t tls_offset) {
-    g_cfg.memory_window = (int64_t)c->memory_window;
+    g_cfg.memory_window = c->memory_window;
     g_cfg.copy_window = c->copy_window;
     g_cfg.pymalloc_align_mask = c->pymalloc_alignment ? c->pymalloc_alignment - 1 : 15;
     g_cfg.pymalloc_max_small = c->pymalloc_max_small;
@@ -681,6 +710,8 @@ static void *agent_main(void *arg) {
         goto end;
     }
     configure_sampling(&cfg, source, key, tls_offset);
+    // Arenas now, with the GIL held (none comes or goes until we release it and the wrapper counts).
+    uint64_t arenas = memory ? python_arena_bytes() : 0;
     atomic_store(&g_channel_live, 1);
     atomic_store(&g_cfg.memory_on, memory);
     atomic_store(&g_cfg.copy_on, copy);
@@ -688,7 +719,11 @@ static void *agent_main(void *arg) {
         got_enable();
         got_patch_all(); // GOT first: the Python wrappers rely on the malloc hook underneath
     }
-    if (memory) install_python_wrappers();
+    if (memory) {
+        install_python_wrappers();
+        footprint_arm(arenas);
+        footprint_poll(g_ch, now_ns());
+    }
     P.PyGILState_Release(gil);
     publish_counters();
     if (good >= 0)
@@ -714,6 +749,10 @@ static void *agent_main(void *arg) {
             break;
         }
         if (memory || copy) got_poll();
+        if (memory) footprint_poll(g_ch, now);
+        if (!g_ch->finalizing_ns && g_cfg.finalizing &&
+            __atomic_load_n((const uintptr_t *)g_cfg.finalizing, __ATOMIC_RELAXED) != 0)
+            __atomic_store_n(&g_ch->finalizing_ns, now, __ATOMIC_RELEASE);
         publish_counters();
     }
 end:

@@ -2,11 +2,20 @@
 // CPython's allocator: no malloc, no locks (except the patch lock after a dlopen, see got.c),
 // no stdio, no Python API, errno preserved, thread-local state only in the initial-exec block.
 //
-// Sampling follows Scalene: each thread keeps a net byte counter (allocated minus freed); when it
-// crosses +window a MALLOC sample is written, when it crosses -window a FREE sample; copies have
-// their own counter and window. A hook that does not sample costs a flag test, a TLS add and a
-// compare on top of the real call.
+// Sampling is per call (see estimator.h): each thread keeps a countdown of bytes until its next
+// allocation sample and another until its next copy sample, drawn from an exponential distribution
+// whose mean is the window. An allocation or copy subtracts its size; the call that takes the
+// countdown below zero is written to the ring with its own size, its weight (the bytes it stands
+// for), its origin (Python's allocator or native code) and its pointer, then a fresh countdown is
+// drawn. A hook that does not sample costs a flag test, a subtraction and a compare on top of the
+// real call (plus, for malloc-level calls, one add to the thread's footprint counter).
+//
+// The footprint (what the process holds) is read by the agent thread from the allocator itself;
+// the hooks only count the changes between readings: each thread adds the usable sizes it
+// allocates and subtracts those it frees in a thread-local counter, flushed into the shared
+// g_footprint total at each of its samples and whenever it falls below -FOOTPRINT_FLUSH.
 #include "internal.h"
+#include "estimator.h"
 
 #include <dlfcn.h>
 #include <errno.h>
@@ -25,6 +34,7 @@
 // Shared state.
 struct sampling_config g_cfg;
 struct agent_counters g_counters;
+struct footprint_counters g_footprint;
 struct scalene_channel *volatile g_channel;
 _Atomic int g_channel_live;
 uint64_t g_ring_mask;
@@ -41,21 +51,25 @@ static _Atomic long g_inflight __attribute__((aligned(CACHELINE)));
 // Per-thread state: 80 bytes, initial-exec (a dlopen'd library's global-dynamic TLS may call
 // malloc on first touch, from inside malloc).
 struct agent_tls {
-    int64_t net;            // bytes allocated minus bytes freed since the last memory sample
-    uint64_t python_bytes;  // bytes allocated through Python's allocator since the last sample
-    uint64_t native_bytes;  // bytes allocated by native code since the last sample
-    uint64_t copied;        // bytes copied since the last copy sample
-    void *raw_ptr;          // last block malloc & co. returned inside a Python-domain call
+    int64_t alloc_countdown; // bytes still to allocate before the next allocation sample
+    int64_t copy_countdown;  // bytes still to copy before the next copy sample
+    int64_t net;             // malloc-level bytes allocated minus freed, not yet added to g_footprint
+    uint64_t rng;            // this thread's random state (estimator.h)
+    void *raw_ptr;           // last block malloc & co. returned inside a Python-domain call
     uint64_t raw_size;
-    void *freed_ptr;        // last block free/realloc released inside a Python-domain call
+    void *freed_ptr;         // last block free/realloc released inside a Python-domain call
     uint64_t freed_size;
-    uint32_t tid;           // cached gettid()
-    uint32_t epoch;         // g_cfg.epoch these counters belong to
-    uint32_t in_python;     // inside a Python-domain wrapper (depth guard)
+    uint32_t tid;            // cached gettid()
+    uint32_t epoch;          // g_cfg.epoch these counters belong to
+    uint32_t in_python;      // inside a Python-domain wrapper (depth guard)
     uint32_t reserved;
 };
 _Static_assert(sizeof(struct agent_tls) <= 128, "keep the agent's TLS small");
 static __thread struct agent_tls g_tls __attribute__((tls_model("initial-exec")));
+
+// A thread's footprint counter is flushed into g_footprint when it falls this far below zero (frees
+// are never sampled); growth is flushed at the thread's next allocation sample.
+#define FOOTPRINT_FLUSH (64 << 10)
 
 typedef void *(*malloc_fn)(size_t);
 typedef void *(*calloc_fn)(size_t, size_t);
@@ -79,10 +93,15 @@ static ALWAYS_INLINE int copy_on(void) {
 }
 
 static NOINLINE void tls_reset(struct agent_tls *t) {
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    // Distinct per thread (its TLS block), per session and per moment.
+    uint64_t seed = estimator_splitmix64((uint64_t)(uintptr_t)t ^ ((uint64_t)g_cfg.epoch << 40) ^
+                                         ((uint64_t)now.tv_sec << 30) ^ (uint64_t)now.tv_nsec);
+    t->rng = seed ? seed : 1;
+    t->alloc_countdown = g_cfg.memory_window ? estimator_countdown(&t->rng, g_cfg.memory_window) : INT64_MAX;
+    t->copy_countdown = g_cfg.copy_window ? estimator_countdown(&t->rng, g_cfg.copy_window) : INT64_MAX;
     t->net = 0;
-    t->python_bytes = 0;
-    t->native_bytes = 0;
-    t->copied = 0;
     t->raw_ptr = NULL;
     t->freed_ptr = NULL;
     t->epoch = g_cfg.epoch;
@@ -111,37 +130,38 @@ static ALWAYS_INLINE uintptr_t rd_ptr(uintptr_t base, int32_t off) {
     return (uintptr_t)*(const u64a *)(base + (uintptr_t)(intptr_t)off);
 }
 
-// Fills rec->frames / frame_count / flags with the calling thread's Python stack, innermost first.
+// Whether Py_Finalize has begun. Once it has, the thread states of other (daemon) threads are freed
+// while those threads may still run C code (their exit path allocates): their TSS slot would then
+// point at freed memory, so no frame is read from then on. CPython sets this before it deletes any
+// thread state. _PyRuntime is a static object of the interpreter: the load cannot fault.
+static ALWAYS_INLINE int interpreter_finalizing(void) {
+    return g_cfg.finalizing && __atomic_load_n((const uintptr_t *)g_cfg.finalizing, __ATOMIC_RELAXED) != 0;
+}
+
+// Fills rec->frames / frame_count with the calling thread's Python stack, innermost first, and
+// returns SCALENE_SAMPLE_TRUNCATED if it was cut. Never called once the interpreter finalizes.
 // The walk is bounded (SCALENE_MAX_FRAMES recorded, 4x that visited, shim frames included) and
 // stops at a pointer that repeats (Brent's cycle detection: constant stack, hooks may run on small
 // thread stacks).
-static void capture_frames(struct scalene_sample *rec) {
+static uint32_t capture_frames(struct scalene_sample *rec) {
     rec->frame_count = 0;
-    rec->flags = 0;
-    if (!g_cfg.tss_ok) return;
-    // Once Py_Finalize has begun, the thread states of other (daemon) threads are freed while those
-    // threads may still run C code (their exit path allocates): their TSS slot would then point at
-    // freed memory. CPython sets this before it deletes any thread state.
-    if (g_cfg.finalizing && __atomic_load_n((const uintptr_t *)g_cfg.finalizing, __ATOMIC_RELAXED) != 0) {
-        rec->flags |= 2;
-        return;
-    }
+    if (!g_cfg.tss_ok) return 0;
     const struct scalene_frame_layout *L = &g_cfg.frames;
     uintptr_t ts = g_cfg.tss_ok == TSTATE_BY_TLS ? *(const u64a *)(thread_pointer() + (uintptr_t)g_cfg.tls_offset)
                                                  : (uintptr_t)pthread_getspecific(g_cfg.tss_key);
-    if (!plausible(ts)) return;
+    if (!plausible(ts)) return 0;
     uintptr_t f = rd_ptr(ts, L->tstate_frame);
     if (L->cframe_current_frame >= 0) {
-        if (!plausible(f)) return;
+        if (!plausible(f)) return 0;
         f = rd_ptr(f, L->cframe_current_frame);
     }
-    uint32_t n = 0;
+    uint32_t n = 0, flags = 0;
     uintptr_t tortoise = 0;
     unsigned power = 1, lam = 0;
     for (unsigned steps = 0; f != 0; steps++) {
         if (!plausible(f) || f == tortoise) break; // garbage or a cycle
         if (steps == 4 * SCALENE_MAX_FRAMES) {
-            rec->flags |= 1;
+            flags |= SCALENE_SAMPLE_TRUNCATED;
             break;
         }
         if (++lam == power) { // Brent: move the tortoise to f every power-of-two steps
@@ -156,7 +176,7 @@ static void capture_frames(struct scalene_sample *rec) {
         }
         if (!skip) {
             if (n == SCALENE_MAX_FRAMES) {
-                rec->flags |= 1;
+                flags |= SCALENE_SAMPLE_TRUNCATED;
                 break;
             }
             rec->frames[n].code = rd_ptr(f, L->frame_code) & ~(uint64_t)(uint32_t)L->code_tag_bits;
@@ -171,6 +191,7 @@ static void capture_frames(struct scalene_sample *rec) {
         f = rd_ptr(f, L->frame_previous);
     }
     rec->frame_count = n;
+    return flags;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -179,8 +200,8 @@ static void capture_frames(struct scalene_sample *rec) {
 // live then waits for zero; both sequentially consistent).
 long channel_inflight(void) { return atomic_load(&g_inflight); }
 
-static NOINLINE void emit(struct agent_tls *t, uint32_t kind, uint64_t bytes, uint64_t python_bytes,
-                          uint64_t native_bytes, const void *pointer) {
+static NOINLINE void emit(struct agent_tls *t, uint32_t kind, uint64_t bytes, uint64_t weight,
+                          const void *pointer, const void *moved_to, uint32_t origin, uint32_t flags) {
     int saved_errno = errno;
     atomic_fetch_add(&g_inflight, 1);
     if (!atomic_load(&g_channel_live)) goto out;
@@ -211,17 +232,20 @@ static NOINLINE void emit(struct agent_tls *t, uint32_t kind, uint64_t bytes, ui
     rec->tid = t->tid;
     rec->timestamp_ns = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
     rec->bytes = bytes;
-    rec->python_bytes = python_bytes;
-    rec->native_bytes = native_bytes;
+    rec->weight = weight;
     rec->pointer = (uint64_t)(uintptr_t)pointer;
-    if (kind == SCALENE_SAMPLE_MALLOC || kind == SCALENE_SAMPLE_COPY) {
-        capture_frames(rec);
+    rec->moved_to = (uint64_t)(uintptr_t)moved_to;
+    rec->origin = origin;
+    rec->reserved = 0;
+    if (interpreter_finalizing()) flags |= SCALENE_SAMPLE_FINALIZING;
+    if ((kind == SCALENE_SAMPLE_MALLOC || kind == SCALENE_SAMPLE_COPY) && !(flags & SCALENE_SAMPLE_FINALIZING)) {
+        flags |= capture_frames(rec);
     } else {
         // A free may be the one that releases this thread's own PyThreadState (thread exit): its
-        // frames are never read on the free path, and no report needs them.
+        // frames are never read on the free path (nor once the interpreter finalizes).
         rec->frame_count = 0;
-        rec->flags = 0;
     }
+    rec->flags = flags;
     __atomic_store_n(&rec->sequence, w + 1, __ATOMIC_RELEASE);
 out:
     atomic_fetch_sub(&g_inflight, 1);
@@ -229,11 +253,13 @@ out:
 }
 
 // ---------------------------------------------------------------------------------------------
-// Leak table: pointers of MALLOC samples, lock-free open addressing (0 empty, 1 deleted). Every
-// free asks it, so a counting prefilter (8 KB, mostly L1-resident) answers "certainly not" first:
-// a bucket counts the entries whose home slot maps to it, incremented before an insert becomes
+// Sampled-pointer table: the blocks of MALLOC samples still live, lock-free open addressing (0 empty,
+// 1 deleted), bounded (2^16 slots, 512 KiB of address space, touched only where used). An insert that
+// finds no slot is counted (leak_table_full) and its sample flagged SCALENE_SAMPLE_UNTRACKED. Every
+// free asks the table, so a counting prefilter (8 KB, mostly L1-resident) answers "certainly not"
+// first: a bucket counts the entries whose home slot maps to it, incremented before an insert becomes
 // visible and decremented after a removal, so a present pointer always finds its bucket nonzero.
-#define LEAK_BITS 14
+#define LEAK_BITS 16
 #define LEAK_SLOTS (1u << LEAK_BITS)
 #define LEAK_PROBES 16
 #define LEAK_FILTER 4096u
@@ -247,10 +273,11 @@ static ALWAYS_INLINE uint64_t mix64(uint64_t x) {
     return x;
 }
 
-static void leak_insert(const void *p) {
+// Returns 1 when p is in the table (inserted now or already there), 0 when it could not be.
+static int leak_insert(const void *p) {
     _Atomic uint64_t *tab = g_leak_tab;
     uint64_t key = (uint64_t)(uintptr_t)p;
-    if (!tab || key <= 1) return;
+    if (!tab || key <= 1) return 0;
     uint64_t i = mix64(key >> 4) & (LEAK_SLOTS - 1);
     _Atomic uint16_t *bucket = &g_leak_filter[i & (LEAK_FILTER - 1)];
     if (atomic_load_explicit(bucket, memory_order_relaxed) < 0xfff0) { // never wrap
@@ -259,13 +286,14 @@ static void leak_insert(const void *p) {
             uint64_t cur = atomic_load_explicit(&tab[i], memory_order_relaxed);
             if (cur == key) { // already tracked
                 atomic_fetch_sub(bucket, 1);
-                return;
+                return 1;
             }
-            if (cur <= 1 && atomic_compare_exchange_strong(&tab[i], &cur, key)) return;
+            if (cur <= 1 && atomic_compare_exchange_strong(&tab[i], &cur, key)) return 1;
         }
         atomic_fetch_sub(bucket, 1);
     }
     atomic_fetch_add_explicit(&g_counters.leak_table_full, 1, memory_order_relaxed);
+    return 0;
 }
 
 // Removes p if it is a sampled allocation; returns 1 if it was.
@@ -384,88 +412,125 @@ int tables_init(void) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Threshold sampling.
-static NOINLINE void sample_malloc(struct agent_tls *t, const void *p) {
-    uint64_t bytes = (uint64_t)t->net;
-    uint64_t py = t->python_bytes, nat = t->native_bytes;
+// The footprint counters: a thread's malloc-level changes go into the shared total here.
+static NOINLINE void footprint_flush(struct agent_tls *t) {
+    int64_t d = t->net;
     t->net = 0;
-    t->python_bytes = 0;
-    t->native_bytes = 0;
-    emit(t, SCALENE_SAMPLE_MALLOC, bytes, py, nat, p);
-    if (p) leak_insert(p);
+    footprint_add(d);
 }
 
-static NOINLINE void sample_free(struct agent_tls *t) {
-    uint64_t bytes = (uint64_t)(-t->net);
-    uint64_t py = t->python_bytes, nat = t->native_bytes;
-    t->net = 0;
-    t->python_bytes = 0;
-    t->native_bytes = 0;
-    emit(t, SCALENE_SAMPLE_FREE, bytes, py, nat, NULL);
+void footprint_add(int64_t d) {
+    int64_t now = atomic_fetch_add_explicit(&g_footprint.delta, d, memory_order_relaxed) + d;
+    int64_t high = atomic_load_explicit(&g_footprint.delta_max, memory_order_relaxed);
+    while (now > high &&
+           !atomic_compare_exchange_weak_explicit(&g_footprint.delta_max, &high, now, memory_order_relaxed,
+                                                  memory_order_relaxed)) {
+    }
 }
 
-static NOINLINE void sample_copy(struct agent_tls *t) {
-    uint64_t bytes = t->copied;
-    t->copied = 0;
-    emit(t, SCALENE_SAMPLE_COPY, bytes, 0, 0, NULL);
-}
-
-static NOINLINE void sample_sampled_free(struct agent_tls *t, const void *p, uint64_t size) {
-    emit(t, SCALENE_SAMPLE_SAMPLED_FREE, size, 0, 0, p);
-}
-
-static ALWAYS_INLINE void check_window(struct agent_tls *t, const void *p) {
-    if (UNLIKELY(t->net >= g_cfg.memory_window)) sample_malloc(t, p);
-    else if (UNLIKELY(t->net <= -g_cfg.memory_window)) sample_free(t);
+static ALWAYS_INLINE void net_sub(struct agent_tls *t, uint64_t bytes) {
+    t->net -= (int64_t)bytes;
+    if (UNLIKELY(t->net < -FOOTPRINT_FLUSH)) footprint_flush(t);
 }
 
 // ---------------------------------------------------------------------------------------------
-// Native (GOT) memory hooks.
+// Per-call sampling (estimator.h).
+
+// The call that took the thread's allocation countdown below zero: `size` bytes at p (for a realloc,
+// what it grew by), made through Python's allocator or by native code.
+static NOINLINE void sample_alloc(struct agent_tls *t, const void *p, uint64_t size, uint32_t origin,
+                                  uint32_t flags) {
+    t->alloc_countdown = estimator_countdown(&t->rng, g_cfg.memory_window);
+    footprint_flush(t);
+    // Tracked before the sample is visible; p is not returned to its caller yet, so no free of it
+    // can come first.
+    if (!leak_insert(p)) flags |= SCALENE_SAMPLE_UNTRACKED;
+    emit(t, SCALENE_SAMPLE_MALLOC, size, estimator_weight(size, g_cfg.memory_window), p, NULL, origin, flags);
+}
+
+static NOINLINE void sample_copy(struct agent_tls *t, uint64_t size) {
+    t->copy_countdown = estimator_countdown(&t->rng, g_cfg.copy_window);
+    emit(t, SCALENE_SAMPLE_COPY, size, estimator_weight(size, g_cfg.copy_window), NULL, NULL,
+         SCALENE_ORIGIN_NONE, 0);
+}
+
+static NOINLINE void sample_sampled_free(struct agent_tls *t, const void *p, uint64_t size) {
+    emit(t, SCALENE_SAMPLE_SAMPLED_FREE, size, 0, p, NULL, SCALENE_ORIGIN_NONE, 0);
+}
+
+// A realloc of a tracked block (taken out of the table before the call, which may free it) returned
+// `to`: the block stays tracked at its new address. If the table has no room any more, the attacher
+// is told the block is gone (its sample stops counting).
+static NOINLINE void keep_tracking(struct agent_tls *t, const void *from, const void *to) {
+    if (!leak_insert(to)) sample_sampled_free(t, from, 0);
+    else if (to != from) emit(t, SCALENE_SAMPLE_SAMPLED_MOVE, 0, 0, from, to, SCALENE_ORIGIN_NONE, 0);
+}
+
+static ALWAYS_INLINE void count_alloc(struct agent_tls *t, const void *p, uint64_t size, uint32_t origin,
+                                      uint32_t flags) {
+    t->alloc_countdown -= (int64_t)size;
+    if (UNLIKELY(t->alloc_countdown < 0)) sample_alloc(t, p, size, origin, flags);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Native (GOT) memory hooks. Inside a Python-domain call they only tell the wrapper what malloc did
+// underneath (the wrapper counts the call, as Python's); the footprint counter sees every block.
 static ALWAYS_INLINE void note_alloc(void *p) {
     size_t size = malloc_usable_size(p);
     struct agent_tls *t = tls_get();
-    if (t->in_python) { // part of a Python-domain call: tell the wrapper, count nothing here
+    t->net += (int64_t)size;
+    if (t->in_python) {
         t->raw_ptr = p;
         t->raw_size = size;
         return;
     }
-    t->native_bytes += size;
-    t->net += (int64_t)size;
-    if (UNLIKELY(t->net >= g_cfg.memory_window)) sample_malloc(t, p);
+    count_alloc(t, p, size, SCALENE_ORIGIN_NATIVE, 0);
 }
 
 static ALWAYS_INLINE void note_free(void *p) {
     size_t size = malloc_usable_size(p);
     struct agent_tls *t = tls_get();
+    net_sub(t, size);
     if (t->in_python) {
         t->freed_ptr = p;
         t->freed_size = size;
         return;
     }
     if (UNLIKELY(leak_take(p))) sample_sampled_free(t, p, size);
-    t->net -= (int64_t)size;
-    if (UNLIKELY(t->net <= -g_cfg.memory_window)) sample_free(t);
 }
 
-// realloc-like: `old` is the usable size of p taken before the call, r the result.
-static ALWAYS_INLINE void note_realloc(void *p, size_t old, void *r) {
-    size_t size = r ? malloc_usable_size(r) : 0;
-    struct agent_tls *t = tls_get();
+// realloc-like, after the call: `old` is the usable size of p taken before it, `tracked` whether p
+// was a tracked block (taken out of the table before the call), r the result; `freed`: r is NULL
+// because p was freed (a size of 0), not because the call failed. A realloc allocates what it grows.
+static ALWAYS_INLINE void note_realloc(struct agent_tls *t, void *p, size_t old, int tracked, void *r, int freed) {
+    if (r == NULL) {
+        if (freed) {
+            net_sub(t, old);
+            if (t->in_python) {
+                t->freed_ptr = p;
+                t->freed_size = old;
+            } else if (UNLIKELY(tracked)) {
+                sample_sampled_free(t, p, old);
+            }
+        } else if (UNLIKELY(tracked)) {
+            keep_tracking(t, p, p); // failed: p is untouched
+        }
+        return;
+    }
+    size_t size = malloc_usable_size(r);
+    if (size >= old) t->net += (int64_t)(size - old);
+    else net_sub(t, old - size);
     if (t->in_python) {
         if (p) {
             t->freed_ptr = p;
             t->freed_size = old;
         }
-        if (r) {
-            t->raw_ptr = r;
-            t->raw_size = size;
-        }
+        t->raw_ptr = r;
+        t->raw_size = size;
         return;
     }
-    if (p && r != p && UNLIKELY(leak_take(p))) sample_sampled_free(t, p, old);
-    t->native_bytes += size;
-    t->net += (int64_t)size - (int64_t)old;
-    check_window(t, r);
+    if (UNLIKELY(tracked)) keep_tracking(t, p, r);
+    count_alloc(t, r, size > old ? size - old : 0, SCALENE_ORIGIN_NATIVE, p ? SCALENE_SAMPLE_GROWTH : 0);
 }
 
 static void *hk_malloc(size_t n) {
@@ -481,23 +546,27 @@ static void *hk_calloc(size_t n, size_t m) {
 }
 
 static void hk_free(void *p) {
-    if (LIKELY(memory_on()) && p) note_free(p);
+    if (LIKELY(memory_on()) && p) note_free(p); // before: p may be reused by another thread at once
     REAL(H_FREE, free_fn)(p);
 }
 
 static void *hk_realloc(void *p, size_t n) {
     if (!memory_on()) return REAL(H_REALLOC, realloc_fn)(p, n);
+    struct agent_tls *t = tls_get();
     size_t old = p ? malloc_usable_size(p) : 0;
+    int tracked = p && !t->in_python ? leak_take(p) : 0; // before: the call may free p
     void *r = REAL(H_REALLOC, realloc_fn)(p, n);
-    if (r || (p && n == 0)) note_realloc(p, old, r); // NULL with n == 0 means p was freed
+    note_realloc(t, p, old, tracked, r, r == NULL && p && n == 0); // NULL with n == 0: p was freed
     return r;
 }
 
 static void *hk_reallocarray(void *p, size_t n, size_t m) {
     if (!memory_on()) return REAL(H_REALLOCARRAY, reallocarray_fn)(p, n, m);
+    struct agent_tls *t = tls_get();
     size_t old = p ? malloc_usable_size(p) : 0;
+    int tracked = p && !t->in_python ? leak_take(p) : 0;
     void *r = REAL(H_REALLOCARRAY, reallocarray_fn)(p, n, m);
-    if (r || (p && (n == 0 || m == 0))) note_realloc(p, old, r);
+    note_realloc(t, p, old, tracked, r, r == NULL && p && (n == 0 || m == 0));
     return r;
 }
 
@@ -529,8 +598,8 @@ static void *hk_valloc(size_t n) {
 // Copy hooks.
 static ALWAYS_INLINE void note_copy(size_t n) {
     struct agent_tls *t = tls_get();
-    t->copied += n;
-    if (UNLIKELY(t->copied >= g_cfg.copy_window)) sample_copy(t);
+    t->copy_countdown -= (int64_t)n;
+    if (UNLIKELY(t->copy_countdown < 0)) sample_copy(t, n);
 }
 
 static void *hk_memcpy(void *d, const void *s, size_t n) {
@@ -666,12 +735,7 @@ static ALWAYS_INLINE void *py_malloc(int d, size_t n) {
     t->raw_ptr = NULL;
     void *p = o->malloc(o->ctx, n);
     t->in_python = 0;
-    if (p) {
-        size_t size = py_block_size(t, d, p, n);
-        t->python_bytes += size;
-        t->net += (int64_t)size;
-        if (UNLIKELY(t->net >= g_cfg.memory_window)) sample_malloc(t, p);
-    }
+    if (p) count_alloc(t, p, py_block_size(t, d, p, n), SCALENE_ORIGIN_PYTHON, 0);
     return p;
 }
 
@@ -686,49 +750,52 @@ static ALWAYS_INLINE void *py_calloc(int d, size_t nelem, size_t elsize) {
     t->raw_ptr = NULL;
     void *p = o->calloc(o->ctx, nelem, elsize);
     t->in_python = 0;
-    if (p) {
-        size_t size = py_block_size(t, d, p, n);
-        t->python_bytes += size;
-        t->net += (int64_t)size;
-        if (UNLIKELY(t->net >= g_cfg.memory_window)) sample_malloc(t, p);
-    }
+    if (p) count_alloc(t, p, py_block_size(t, d, p, n), SCALENE_ORIGIN_PYTHON, 0);
     return p;
 }
 
+// A realloc allocates what it grows. Its old size comes from malloc underneath (the GOT hook saw the
+// block freed or resized), else from the pool table; pymalloc resizes in place only within a block,
+// so in place without malloc underneath grows nothing.
 static ALWAYS_INLINE void *py_realloc(int d, void *p, size_t n) {
     const py_mem_allocator *o = &g_orig_alloc[d];
     if (!memory_on()) return o->realloc(o->ctx, p, n);
     struct agent_tls *t = tls_get();
     if (t->in_python) return o->realloc(o->ctx, p, n);
     uint32_t pool_size = (p && d != PY_DOMAIN_RAW) ? pool_lookup(p) : 0;
+    int tracked = p ? leak_take(p) : 0; // before: the call may free p
     t->in_python = 1;
     t->raw_ptr = NULL;
     t->freed_ptr = NULL;
     void *r = o->realloc(o->ctx, p, n);
     t->in_python = 0;
-    if (!r) return r; // failed: p is untouched (Python never returns NULL for a size of 0)
-    size_t old = 0;
-    if (p) {
-        if (same_chunk(p, t->freed_ptr)) {
-            old = t->freed_size;
-        } else if (pool_size) {
-            old = pool_size;
-        } else if (d != PY_DOMAIN_RAW) {
-            atomic_fetch_add_explicit(&g_counters.untracked_frees, 1, memory_order_relaxed);
-        }
+    if (!r) { // failed: p is untouched (Python never returns NULL for a size of 0)
+        if (UNLIKELY(tracked)) keep_tracking(t, p, p);
+        return r;
     }
+    int raw = same_chunk(r, t->raw_ptr);
     size_t size;
-    if (same_chunk(r, t->raw_ptr)) size = t->raw_size;
+    if (raw) size = t->raw_size;
     else if (d == PY_DOMAIN_RAW || n > g_cfg.pymalloc_max_small) size = n;
-    else if (r == p) size = pool_size ? pool_size : py_small_size(n); // resized in place
+    else if (r == p) size = pool_size ? pool_size : py_small_size(n);
     else {
         size = py_small_size(n);
         pool_note(r, (uint32_t)size);
     }
-    if (p && r != p && UNLIKELY(leak_take(p))) sample_sampled_free(t, p, old);
-    t->python_bytes += size;
-    t->net += (int64_t)size - (int64_t)old;
-    check_window(t, r);
+    uint64_t growth = size;
+    if (p) {
+        if (same_chunk(p, t->freed_ptr)) {
+            growth = size > t->freed_size ? size - t->freed_size : 0;
+        } else if (r == p) {
+            growth = 0;
+        } else if (pool_size) {
+            growth = size > pool_size ? size - pool_size : 0;
+        } else {
+            atomic_fetch_add_explicit(&g_counters.unsized_reallocs, 1, memory_order_relaxed);
+        }
+    }
+    if (UNLIKELY(tracked)) keep_tracking(t, p, r);
+    count_alloc(t, r, growth, SCALENE_ORIGIN_PYTHON, p ? SCALENE_SAMPLE_GROWTH : 0);
     return r;
 }
 
@@ -743,26 +810,12 @@ static ALWAYS_INLINE void py_free(int d, void *p) {
         o->free(o->ctx, p);
         return;
     }
-    uint32_t pool_size = d != PY_DOMAIN_RAW ? pool_lookup(p) : 0; // before the arena may go
-    int sampled = leak_take(p);
+    int sampled = leak_take(p); // before: p may be reused by another thread at once
     t->in_python = 1;
     t->freed_ptr = NULL;
     o->free(o->ctx, p);
     t->in_python = 0;
-    size_t size;
-    if (same_chunk(p, t->freed_ptr)) {
-        size = t->freed_size; // free() underneath: a malloc'd block
-    } else if (pool_size) {
-        size = pool_size;
-    } else {
-        if (d != PY_DOMAIN_RAW)
-            atomic_fetch_add_explicit(&g_counters.untracked_frees, 1, memory_order_relaxed);
-        if (UNLIKELY(sampled)) sample_sampled_free(t, p, 0);
-        return;
-    }
-    if (UNLIKELY(sampled)) sample_sampled_free(t, p, size);
-    t->net -= (int64_t)size;
-    if (UNLIKELY(t->net <= -g_cfg.memory_window)) sample_free(t);
+    if (UNLIKELY(sampled)) sample_sampled_free(t, p, same_chunk(p, t->freed_ptr) ? t->freed_size : 0);
 }
 
 #define PY_DOMAIN_WRAPPERS(D, tag)                                                                 \
@@ -792,16 +845,29 @@ const py_mem_allocator g_wrap_alloc[PY_DOMAINS] = {
     {NULL, pyw_malloc_obj, pyw_calloc_obj, pyw_realloc_obj, pyw_free_obj},
 };
 
+// pymalloc's arenas are mmap'd directly, not through malloc: counted here, exactly, for the footprint.
 static void *arena_alloc_w(void *ctx, size_t size) {
     (void)ctx;
     void *p = g_orig_arena.alloc(g_orig_arena.ctx, size);
-    if (p) pool_purge((uintptr_t)p, size);
+    if (p) {
+        pool_purge((uintptr_t)p, size);
+        if (memory_on()) {
+            atomic_fetch_add_explicit(&g_footprint.arena_bytes, (int64_t)size, memory_order_relaxed);
+            footprint_add((int64_t)size);
+        }
+    }
     return p;
 }
 
 static void arena_free_w(void *ctx, void *p, size_t size) {
     (void)ctx;
-    if (p) pool_purge((uintptr_t)p, size);
+    if (p) {
+        pool_purge((uintptr_t)p, size);
+        if (memory_on()) {
+            atomic_fetch_sub_explicit(&g_footprint.arena_bytes, (int64_t)size, memory_order_relaxed);
+            footprint_add(-(int64_t)size);
+        }
+    }
     g_orig_arena.free(g_orig_arena.ctx, p, size);
 }
 

@@ -2,8 +2,10 @@
 //
 //   agent.c  the start function, the agent thread (channel, Python runtime, arm/disarm loop)
 //   hooks.c  everything that runs inside the target's threads: GOT hooks, Python allocator
-//            wrappers, threshold sampling, the pool and leak tables, frame capture, the ring
+//            wrappers, per-call sampling (estimator.h), the pool and sampled-pointer tables,
+//            footprint counters, frame capture, the ring
 //   got.c    finding and rewriting GOT slots of every loaded object, and putting them back
+//   footprint.c  the agent thread's side of the footprint: what the allocator holds, published
 //
 // Rules for code reachable from a hook (see hooks.c): no malloc, no locks, no stdio, no Python
 // API, no TLS other than the initial-exec block below, errno preserved.
@@ -92,8 +94,8 @@ struct sampling_config {
     _Atomic int copy_on;            // count copies
     uint32_t epoch;                 // session number: a thread's counters from an older session reset
     uint32_t pool_shift;            // log2(pymalloc pool size); 0: pool tracking off
-    int64_t memory_window;
-    uint64_t copy_window;
+    uint64_t memory_window;         // mean bytes between allocation samples
+    uint64_t copy_window;           // mean bytes between copy samples
     uint64_t pymalloc_align_mask;   // alignment - 1
     uint64_t pymalloc_max_small;
     pthread_key_t tss_key;          // CPython's gilstate TSS key (thread -> PyThreadState)
@@ -123,17 +125,33 @@ HIDDEN extern size_t g_channel_size;   // bytes mapped
 
 // Counters kept by the hooks and published into the channel by the agent thread.
 struct agent_counters {
-    _Atomic uint64_t untracked_frees;
+    _Atomic uint64_t unsized_reallocs;
     _Atomic uint64_t pool_table_full;
     _Atomic uint64_t leak_table_full;
 } __attribute__((aligned(CACHELINE)));
 HIDDEN extern struct agent_counters g_counters;
+
+// The changes of the footprint between two readings of the allocator (footprint.c): the hooks add
+// what their threads allocate and free at malloc level (flushed from per-thread counters) and what
+// pymalloc's arenas take and give back; `delta_max` is the highest `delta` since the agent thread last
+// reset both. `arena_bytes` is what pymalloc's arenas hold now (counted from arm time on).
+struct footprint_counters {
+    _Atomic int64_t delta;
+    _Atomic int64_t delta_max;
+    _Atomic int64_t arena_bytes;
+} __attribute__((aligned(CACHELINE)));
+HIDDEN extern struct footprint_counters g_footprint;
 
 // hooks.c
 HIDDEN int tables_init(void);            // map the pool and leak tables (once) and clear them
 HIDDEN void sampling_new_epoch(void);    // invalidate every thread's counters
 HIDDEN void hooks_after_fork_child(void);
 HIDDEN long channel_inflight(void);
+HIDDEN void footprint_add(int64_t bytes); // into g_footprint.delta, raising delta_max
+
+// footprint.c (agent thread only)
+HIDDEN void footprint_arm(uint64_t arena_bytes);   // at arm, under the GIL: arenas held now; first reading
+HIDDEN void footprint_poll(struct scalene_channel *ch, uint64_t now_ns); // read if due, publish
 
 // got.c
 struct got_stats {

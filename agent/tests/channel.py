@@ -10,14 +10,16 @@ import json
 import os
 
 MAGIC = 0x314C454E45434153  # "SCALENE1"
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 3
 MAX_FRAMES = 64
 MESSAGE_SIZE = 160
 
 STATE_NONE, STATE_STARTING, STATE_ARMED, STATE_DETACHED, STATE_ORPHANED, STATE_FAILED = range(6)
 STATE_NAMES = ["NONE", "STARTING", "ARMED", "DETACHED", "ORPHANED", "FAILED"]
 COMMAND_RUN, COMMAND_DETACH = 0, 1
-SAMPLE_MALLOC, SAMPLE_FREE, SAMPLE_COPY, SAMPLE_SAMPLED_FREE = 1, 2, 3, 4
+SAMPLE_MALLOC, SAMPLE_COPY, SAMPLE_SAMPLED_FREE, SAMPLE_SAMPLED_MOVE = 1, 3, 4, 5
+ORIGIN_NONE, ORIGIN_PYTHON, ORIGIN_NATIVE = 0, 1, 2
+FLAG_TRUNCATED, FLAG_FINALIZING, FLAG_UNTRACKED, FLAG_GROWTH = 1, 2, 4, 8
 
 u32, i32, u64 = ctypes.c_uint32, ctypes.c_int32, ctypes.c_uint64
 
@@ -64,11 +66,13 @@ class Sample(ctypes.Structure):
         ("tid", u32),
         ("timestamp_ns", u64),
         ("bytes", u64),
-        ("python_bytes", u64),
-        ("native_bytes", u64),
+        ("weight", u64),
         ("pointer", u64),
-        ("frame_count", u32),
+        ("moved_to", u64),
+        ("origin", u32),
         ("flags", u32),
+        ("frame_count", u32),
+        ("reserved", u32),
         ("frames", RawFrame * MAX_FRAMES),
     ]
 
@@ -93,9 +97,16 @@ class Channel(ctypes.Structure):
         ("hooked_slots", u64),
         ("hooked_objects", u64),
         ("python_hooks", u64),
-        ("untracked_frees", u64),
+        ("unsized_reallocs", u64),
         ("pool_table_full", u64),
         ("leak_table_full", u64),
+        ("footprint_sequence", u64),
+        ("footprint_bytes", u64),
+        ("footprint_peak_bytes", u64),
+        ("footprint_ns", u64),
+        ("footprint_readings", u64),
+        ("python_arena_bytes", u64),
+        ("finalizing_ns", u64),
         ("message", ctypes.c_char * MESSAGE_SIZE),
         ("reserved2", ctypes.c_uint8 * 64),
     ]

@@ -71,7 +71,7 @@ ALLOCATOR_MODES = [
 MB = 1 << 20
 
 Rec = collections.namedtuple(
-    "Rec", "kind tid ts bytes python_bytes native_bytes pointer frames flags")
+    "Rec", "kind tid ts bytes weight pointer moved_to origin frames flags")
 
 
 class TestFailure(Exception):
@@ -118,7 +118,7 @@ def _unlink_quietly(path):
 
 
 class Session:
-    def __init__(self, agent, memory_window=MB, copy_window=8 * MB, capacity=4096,
+    def __init__(self, agent, memory_window=64 << 10, copy_window=MB, capacity=4096,
                  heartbeat_timeout_ms=1500, frames=None, mutate=None, keep=True):
         self.agent = agent
         _session_counter[0] += 1
@@ -166,6 +166,7 @@ class Session:
         self.last_beat = mono_ns()
         self._beating = True
         self._reading = True
+        self._drain_lock = threading.Lock()
         self._hb = threading.Thread(target=self._heartbeat, daemon=True)
         self._rd = threading.Thread(target=self._reader, daemon=True)
         self._hb.start()
@@ -185,13 +186,21 @@ class Session:
             time.sleep(0.005)
 
     def drain(self):
+        # One drainer at a time (the reader thread and settle() in the test's thread): two would
+        # read the same index, and the second would wait for a slot the agent has reused.
+        with self._drain_lock:
+            self._drain()
+
+    def _drain(self):
         ch = self.ch
         if ch is None or self.capacity & (self.capacity - 1):
             return
         mask = self.capacity - 1
+        # Up to what was written when we began: with every allocation sampled, our own reading
+        # writes records as fast as we read them.
+        w = ch.write_index
         while True:
             r = ch.read_index
-            w = ch.write_index
             if r >= w:
                 return
             rec = self.records[r & mask]
@@ -208,7 +217,7 @@ class Session:
                     n = min(rec.frame_count, proto.MAX_FRAMES)
                     frames = [(rec.frames[i].code, rec.frames[i].instr) for i in range(n)]
                     self.samples.append(Rec(rec.kind, rec.tid, rec.timestamp_ns, rec.bytes,
-                                            rec.python_bytes, rec.native_bytes, rec.pointer,
+                                            rec.weight, rec.pointer, rec.moved_to, rec.origin,
                                             frames, rec.flags))
             ch.read_index = r + 1
 
@@ -384,6 +393,52 @@ def deep_workload(depth, count):
     return py_alloc_workload(count)
 
 
+def site_small(count):
+    out = []  # (no comprehension: before 3.12 it would be a function of its own)
+    for _ in repeat(None, count):
+        out.append(bytes(31))  # 64-byte blocks from pymalloc
+    return out
+
+
+def site_mid(size):
+    return bytearray(size)  # one block from malloc under Python's allocator
+
+
+def site_big(lib, size):
+    p = lib.native_alloc(size)  # native malloc
+    lib.native_free(p)
+
+
+def interleaved_workload(lib, rounds):
+    """Three call sites of very different sizes, one after the other in one loop: each must get its
+    own bytes back (a threshold sampler charges the big one with everything)."""
+    truth = collections.Counter()
+    for _ in repeat(None, rounds):
+        small = site_small(1000)
+        truth["small"] += 1000 * 64 + sys.getsizeof(small) - sys.getsizeof([])
+        mid = site_mid(200 << 10)
+        truth["mid"] += len(mid)
+        site_big(lib, 4 << 20)
+        truth["big"] += 4 << 20
+        del small, mid
+    return truth
+
+
+def realloc_workload(lib, steps):
+    """One block grown by realloc from 1 KiB, doubling: it allocates what it grows."""
+    p = lib.native_realloc(None, 1024)
+    for _ in repeat(None, steps):
+        p = lib.native_realloc(p, 2 * usable_size(p))
+    return p
+
+
+def usable_size(p):
+    libc = ctypes.CDLL(None)
+    libc.malloc_usable_size.argtypes = [ctypes.c_void_p]
+    libc.malloc_usable_size.restype = ctypes.c_size_t
+    return libc.malloc_usable_size(p)
+
+
 def copy_workload(buf, times):
     for _ in repeat(None, times):
         b = bytes(buf)
@@ -402,6 +457,12 @@ def load_native(path):
     lib.native_bench_memcpy.restype = ctypes.c_double
     lib.native_thread_alloc.argtypes = [ctypes.c_size_t, ctypes.c_int]
     lib.native_thread_alloc.restype = ctypes.c_long
+    lib.native_realloc.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+    lib.native_realloc.restype = ctypes.c_void_p
+    lib.native_alloc_many.argtypes = [ctypes.c_size_t, ctypes.c_size_t]
+    lib.native_alloc_many.restype = ctypes.c_void_p
+    lib.native_free_many.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+    lib.native_free_many.restype = None
     if not PAIR_BENCH:  # the same library through PyDLL: the GIL stays held during the call
         pylib = ctypes.PyDLL(path)
         pylib.native_bench_pair.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t,
@@ -495,6 +556,19 @@ class Suite:
         self.bench_before = bench(self.native)
         self.agent = Agent(self.agent_path)
 
+    @staticmethod
+    def footprint(s):
+        """(bytes, peak bytes, readings, arena bytes) as published, read under the sequence lock."""
+        ch = s.ch
+        for _ in range(1000):
+            seq = ch.footprint_sequence
+            if seq & 1:
+                continue
+            got = (ch.footprint_bytes, ch.footprint_peak_bytes, ch.footprint_readings, ch.python_arena_bytes)
+            if ch.footprint_sequence == seq:
+                return got
+        raise TestFailure("footprint never stable")
+
     def assert_restored(self, what):
         check(allocators() == self.allocators_before,
               "%s: Python allocators not restored" % what)
@@ -565,9 +639,14 @@ class Suite:
         check(hooked_now["malloc"] != self.slots_before["malloc"], "malloc slot not rewritten")
         check(allocators() != self.allocators_before, "allocators not wrapped")
         self.bench_armed = bench(self.native)
+        # The benchmark allocates about 1 GB in a moment (a sample per 64 KiB): more than this
+        # reader keeps up with. Drops count from here on.
+        s.settle(0.3)
+        dropped_in_bench = ch.dropped
         tid = self.tid
 
-        # Python allocations in a known function.
+        # Python allocations in a known function: the weights of its samples add up to what it
+        # allocated (64 KiB window: about 770 samples, a standard error of 3.6%).
         count = 48 * MB // 64
         check(sys.getsizeof(bytes(31)) == 64, "unexpected bytes size")
         s.settle()
@@ -576,24 +655,19 @@ class Suite:
         t1 = mono_ns()
         s.settle(0.2)
         expected = count * bytes31_block_size() + (sys.getsizeof(kept) - sys.getsizeof([]))
-        win = s.window(t0, t1, tid)
-        mal = [x for x in win if x.kind == proto.SAMPLE_MALLOC]
-        measured = sum(x.bytes for x in mal) - sum(
-            x.bytes for x in win if x.kind == proto.SAMPLE_FREE)
-        # python_bytes/native_bytes count what was allocated since the previous sample: the first
-        # sample of the window also carries what happened before t0 (e.g. the benchmark's churn).
-        py_b = sum(x.python_bytes for x in mal[1:])
-        nat_b = sum(x.native_bytes for x in mal[1:])
+        mal = s.window(t0, t1, tid, proto.SAMPLE_MALLOC)
+        measured = sum(x.weight for x in mal)
+        python = sum(x.weight for x in mal if x.origin == proto.ORIGIN_PYTHON)
         code = id(py_alloc_workload.__code__)
         inner = sum(1 for x in mal if x.frames and x.frames[0][0] == code)
-        self.report["python alloc"] = "%d MALLOC samples, %.1f MB measured / %.1f MB expected, " \
+        self.report["python alloc"] = "%d MALLOC samples, %.1f MB estimated / %.1f MB allocated, " \
             "python %.0f%%, innermost frame ok %d/%d" % (
-                len(mal), measured / MB, expected / MB, 100.0 * py_b / max(1, py_b + nat_b),
-                inner, len(mal))
-        check(len(mal) >= 10, "too few MALLOC samples: %d" % len(mal))
+                len(mal), measured / MB, expected / MB, 100.0 * python / max(1, measured), inner, len(mal))
+        check(len(mal) >= 300, "too few MALLOC samples: %d" % len(mal))
         check(within(measured, expected, 0.15),
               "Python MB %.2f vs expected %.2f" % (measured / MB, expected / MB))
-        check(py_b > 0.9 * (py_b + nat_b), "python_bytes not dominant")
+        check(python > 0.97 * measured, "samples of Python allocations not of Python origin")
+        check(all(x.bytes <= x.weight for x in mal), "a weight smaller than its call")
         check(inner >= 0.8 * len(mal), "innermost frame is py_alloc_workload in only %d/%d" % (
             inner, len(mal)))
         check(all(x.frames for x in mal), "a MALLOC sample from a Python thread without frames")
@@ -610,54 +684,105 @@ class Suite:
             else:  # a pointer into the code object's inline bytecode
                 check(code < instr < code + 65536, "instruction pointer %#x not in the code object" % instr)
 
-        # ... and freeing them.
+        # ... and freeing them: every sampled block is reported freed, with no frames.
+        # (The bytes objects, all held until then; the list's own array moved as it grew.)
+        sampled = {x.pointer for x in mal if not x.flags & proto.FLAG_UNTRACKED and x.bytes == bytes31_block_size()}
         t0 = mono_ns()
         del kept
         t1 = mono_ns()
         s.settle(0.2)
-        win = s.window(t0, t1, tid)
-        freed = sum(x.bytes for x in win if x.kind == proto.SAMPLE_FREE) - sum(
-            x.bytes for x in win if x.kind == proto.SAMPLE_MALLOC)
-        self.report["python free"] = "%.1f MB FREE / %.1f MB expected (untracked frees so far %d)" % (
-            freed / MB, expected / MB, ch.untracked_frees)
-        check(within(freed, expected, 0.15), "Python free MB %.2f vs %.2f" % (freed / MB, expected / MB))
+        freed = {x.pointer for x in s.window(t0, t1, tid, proto.SAMPLE_SAMPLED_FREE)}
+        self.report["python free"] = "%d of %d sampled blocks reported freed" % (
+            len(sampled & freed), len(sampled))
+        check(len(sampled & freed) >= 0.98 * len(sampled), "sampled Python blocks not reported freed: %d of %d" % (
+            len(sampled & freed), len(sampled)))
+        check(all(not x.frames for x in s.window(t0, t1, tid, proto.SAMPLE_SAMPLED_FREE)), "SAMPLED_FREE carries frames")
 
-        # Native allocations through libnativealloc's GOT.
+        # Native allocations through libnativealloc's GOT: calls of 1 MiB at a 64 KiB window are
+        # always sampled, each weighted its own size. The footprint follows them.
         n, size = 32, MB
+        before = self.footprint(s)
         t0 = mono_ns()
         ptrs = native_alloc_workload(self.native.native_alloc, n, size)
         t1 = mono_ns()
-        s.settle()
-        win = s.window(t0, t1, tid)
-        mal = [x for x in win if x.kind == proto.SAMPLE_MALLOC]
-        measured = sum(x.bytes for x in mal)
-        py_b = sum(x.python_bytes for x in mal[1:])
-        nat_b = sum(x.native_bytes for x in mal[1:])
+        s.settle(0.35)
+        held = self.footprint(s)
+        mal = s.window(t0, t1, tid, proto.SAMPLE_MALLOC)
+        measured = sum(x.weight for x in mal)
+        native = sum(x.weight for x in mal if x.origin == proto.ORIGIN_NATIVE)
         code = id(native_alloc_workload.__code__)
         inner = sum(1 for x in mal if x.frames and x.frames[0][0] == code)
-        self.report["native alloc"] = "%d MALLOC samples, %.1f MB / %.1f MB expected, native %.0f%%, " \
-            "innermost ok %d/%d" % (len(mal), measured / MB, n * size / MB,
-                                    100.0 * nat_b / max(1, py_b + nat_b), inner, len(mal))
-        check(within(measured, n * size, 0.15), "native MB %.2f" % (measured / MB))
-        check(nat_b > 0.9 * (py_b + nat_b), "native_bytes not dominant")
+        self.report["native alloc"] = "%d MALLOC samples, %.1f MB / %.1f MB allocated, native %.0f%%, " \
+            "innermost ok %d/%d" % (len(mal), measured / MB, n * size / MB, 100.0 * native / max(1, measured),
+                                    inner, len(mal))
+        check(within(measured, n * size, 0.05), "native MB %.2f" % (measured / MB))
+        check(native > 0.97 * measured, "native samples not of native origin")
         check(inner >= 0.8 * len(mal), "native samples not attributed to the calling function")
-        sampled = {x.pointer for x in mal}
+        sampled = {x.pointer for x in mal if x.origin == proto.ORIGIN_NATIVE and x.bytes >= size}
 
         t0 = mono_ns()
         native_free_workload(self.native.native_free, ptrs)
         t1 = mono_ns()
-        s.settle()
+        s.settle(0.35)
+        after = self.footprint(s)
+        sf = s.window(t0, t1, tid, proto.SAMPLE_SAMPLED_FREE)
+        self.report["native free"] = "%d SAMPLED_FREE of %d sampled pointers" % (
+            len([x for x in sf if x.pointer in sampled]), len(sampled))
+        check({x.pointer for x in sf} >= sampled, "a sampled native block not reported freed")
+        self.report["footprint"] = "%.1f MB, %.1f MB holding 32 MiB, %.1f MB after freeing them " \
+            "(peak %.1f MB, %d readings, pymalloc arenas %.1f MB)" % (
+                before[0] / MB, held[0] / MB, after[0] / MB, after[1] / MB, after[2], after[3] / MB)
+        check(within(held[0] - before[0], n * size, 0.1), "footprint grew %.1f MB for 32 MiB" % (
+            (held[0] - before[0]) / MB))
+        check(within(held[0] - after[0], n * size, 0.1), "footprint fell %.1f MB for 32 MiB" % (
+            (held[0] - after[0]) / MB))
+        check(after[1] >= held[0], "peak %.1f MB below a footprint seen (%.1f MB)" % (after[1] / MB, held[0] / MB))
+        check(after[2] >= 1, "no absolute reading of the allocator")
+        if os.environ.get("PYTHONMALLOC", "") in ("", "debug", "pymalloc", "pymalloc_debug"):
+            check(after[3] > 0, "no pymalloc arena counted")
+
+        # Call sites of very different sizes interleaved in one loop: each gets its own bytes.
+        t0 = mono_ns()
+        truth = interleaved_workload(self.native, 1000)
+        t1 = mono_ns()
+        s.settle(0.2)
+        mal = s.window(t0, t1, tid, proto.SAMPLE_MALLOC)
+        sites = {"small": id(site_small.__code__), "mid": id(site_mid.__code__), "big": id(site_big.__code__)}
+        origins = {"small": proto.ORIGIN_PYTHON, "mid": proto.ORIGIN_PYTHON, "big": proto.ORIGIN_NATIVE}
+        parts = []
+        for name, code in sites.items():
+            mine = [x for x in mal if x.frames and x.frames[0][0] == code]
+            got = sum(x.weight for x in mine)
+            right = sum(x.weight for x in mine if x.origin == origins[name])
+            parts.append("%s %.1f/%.1f MB (%d samples)" % (name, got / MB, truth[name] / MB, len(mine)))
+            check(within(got, truth[name], 0.15), "site %s: %.1f MB estimated, %.1f MB allocated" % (
+                name, got / MB, truth[name] / MB))
+            check(right >= 0.97 * got, "site %s: wrong origin" % name)
+        self.report["interleaved sites"] = ", ".join(parts)
+
+        # realloc allocates what it grows; a tracked block that moves is followed (SAMPLED_MOVE) to
+        # its last address, whose free ends it.
+        t0 = mono_ns()
+        p = realloc_workload(self.native, 14)  # 1 KiB -> 16 MiB
+        grown = usable_size(p)
+        self.native.native_free(p)
+        t1 = mono_ns()
+        s.settle(0.2)
         win = s.window(t0, t1, tid)
-        freed = sum(x.bytes for x in win if x.kind == proto.SAMPLE_FREE)
-        sf = [x for x in win if x.kind == proto.SAMPLE_SAMPLED_FREE]
-        self.report["native free"] = "%.1f MB FREE, %d SAMPLED_FREE of %d sampled pointers" % (
-            freed / MB, len([x for x in sf if x.pointer in sampled]), len(sampled))
-        check(within(freed, n * size, 0.15), "native free MB %.2f" % (freed / MB))
-        check(any(x.pointer in sampled for x in sf), "no SAMPLED_FREE for a sampled allocation")
-        check(all(x.pointer in sampled for x in sf), "SAMPLED_FREE for a pointer never sampled")
-        # Frees are never walked (the freeing thread may be releasing its own thread state).
-        check(all(not x.frames for x in sf), "SAMPLED_FREE carries frames")
-        check(all(not x.frames for x in win if x.kind == proto.SAMPLE_FREE), "FREE carries frames")
+        mal = [x for x in win if x.kind == proto.SAMPLE_MALLOC and x.origin == proto.ORIGIN_NATIVE]
+        estimated = sum(x.weight for x in mal)
+        where = {x.pointer for x in mal}
+        for x in win:
+            if x.kind == proto.SAMPLE_SAMPLED_MOVE and x.pointer in where:
+                where.discard(x.pointer)
+                where.add(x.moved_to)
+        freed = {x.pointer for x in win if x.kind == proto.SAMPLE_SAMPLED_FREE}
+        moves = sum(1 for x in win if x.kind == proto.SAMPLE_SAMPLED_MOVE)
+        self.report["realloc"] = "%.1f MB estimated / %.1f MB grown, %d samples, %d moves followed" % (
+            estimated / MB, grown / MB, len(mal), moves)
+        check(within(estimated, grown, 0.1), "realloc growth %.1f MB vs %.1f MB" % (estimated / MB, grown / MB))
+        check(all(x.flags & proto.FLAG_GROWTH for x in mal[1:]), "realloc samples not marked as growth")
+        check(where and where <= freed, "a tracked realloc'd block was lost: %r vs %r" % (where, freed))
 
         # A deep stack is cut at SCALENE_MAX_FRAMES with flag bit 0.
         t0 = mono_ns()
@@ -665,10 +790,13 @@ class Suite:
         t1 = mono_ns()
         s.settle()
         deep = s.window(t0, t1, tid, proto.SAMPLE_MALLOC)
-        check(deep and all(x.flags & 1 and len(x.frames) == proto.MAX_FRAMES for x in deep),
+        # (Before 3.11 the recursion's own frame objects are allocations too: a few samples there,
+        # some of them less than 64 frames deep.)
+        inner = [x for x in deep if x.frames and x.frames[0][0] == id(py_alloc_workload.__code__)]
+        check(inner and all(x.flags & 1 and len(x.frames) == proto.MAX_FRAMES for x in inner),
               "deep stack not truncated at %d frames with flag bit 0" % proto.MAX_FRAMES)
-        check(all(x.frames[0][0] == id(py_alloc_workload.__code__) and
-                  x.frames[1][0] == id(deep_workload.__code__) for x in deep), "deep stack frames wrong")
+        check(len(inner) >= 0.9 * len(deep) and all(x.frames[1][0] == id(deep_workload.__code__) for x in inner),
+              "deep stack frames wrong")
         del kept
 
         # A thread without a Python thread state: the native bucket (no frames).
@@ -676,7 +804,7 @@ class Suite:
         ntid = self.native.native_thread_alloc(MB, 16)
         t1 = mono_ns()
         s.settle()
-        nb = [x for x in s.window(t0, t1, ntid) if x.kind in (proto.SAMPLE_MALLOC, proto.SAMPLE_FREE)]
+        nb = s.window(t0, t1, ntid, proto.SAMPLE_MALLOC)
         self.report["native bucket"] = "%d samples from a pthread without Python, all frame_count 0: %s" % (
             len(nb), all(not x.frames for x in nb))
         check(len(nb) >= 16, "too few samples from a native thread: %d" % len(nb))
@@ -690,11 +818,11 @@ class Suite:
         t1 = mono_ns()
         s.settle()
         cp = s.window(t0, t1, tid, proto.SAMPLE_COPY)
-        copied = sum(x.bytes for x in cp)
+        copied = sum(x.weight for x in cp)
         code = id(copy_workload.__code__)
         self.report["copy"] = "%d COPY samples, %.0f MB / %.0f MB copied" % (
             len(cp), copied / MB, times * 64.0)
-        check(within(copied, times * 64 * MB, 0.25), "copy MB %.1f" % (copied / MB))
+        check(within(copied, times * 64 * MB, 0.05), "copy MB %.1f" % (copied / MB))
         check(sum(1 for x in cp if x.frames and x.frames[0][0] == code) >= 0.8 * len(cp),
               "COPY samples not attributed to copy_workload")
         del buf
@@ -705,7 +833,7 @@ class Suite:
         ptrs = native_alloc_workload(late.native_alloc, 8, 2 * MB)
         t1 = mono_ns()
         s.settle()
-        got = sum(x.native_bytes for x in s.window(t0, t1, tid, proto.SAMPLE_MALLOC))
+        got = sum(x.weight for x in s.window(t0, t1, tid, proto.SAMPLE_MALLOC) if x.origin == proto.ORIGIN_NATIVE)
         self.report["late dlopen"] = "%.1f MB native seen from a library loaded after arming" % (got / MB)
         check(within(got, 16 * MB, 0.2), "allocations of a library loaded after arming not seen")
         native_free_workload(late.native_free, ptrs)
@@ -731,14 +859,14 @@ class Suite:
         ptrs = native_alloc_workload(alloc, 8, 2 * MB)
         t1 = mono_ns()
         s.settle()
-        got = sum(x.native_bytes for x in s.window(t0, t1, tid, proto.SAMPLE_MALLOC))
+        got = sum(x.weight for x in s.window(t0, t1, tid, proto.SAMPLE_MALLOC) if x.origin == proto.ORIGIN_NATIVE)
         self.report["runpath dlopen"] = "%.1f MB native seen from a bare-name dlopen" % (got / MB)
         check(within(got, 16 * MB, 0.2), "allocations of a bare-name dlopen'd library not seen")
         native_free_workload(free, ptrs)
         self.dlcaller_slot = slot
 
         check(not s.errors, "reader errors: %r" % s.errors)
-        check(ch.dropped == 0, "%d samples dropped" % ch.dropped)
+        check(ch.dropped == dropped_in_bench, "%d samples dropped" % (ch.dropped - dropped_in_bench))
 
         # Detach: DETACHED within 1 s, everything restored, no more samples.
         t0 = time.monotonic()
@@ -761,6 +889,27 @@ class Suite:
         time.sleep(0.1)
         check(s.ch.write_index == w, "samples written after detach")
 
+    def test_table_full(self):
+        """The sampled-pointer table is bounded: with every allocation sampled, 70,000 held blocks
+        overflow it; what it drops is counted and flagged, never tracked silently."""
+        s = self.start_session(memory_window=1, copy_window=0, capacity=1024)
+        try:
+            blocks = self.native.native_alloc_many(70000, 64)
+            s.settle(0.2)
+            full = s.ch.leak_table_full
+            untracked = sum(1 for x in s.samples if x.kind == proto.SAMPLE_MALLOC and x.flags & proto.FLAG_UNTRACKED)
+            self.native.native_free_many(blocks, 70000)
+            s.settle(0.2)
+            self.report["table full"] = "%d inserts refused, %d samples flagged untracked (of those kept), " \
+                "%d dropped from the ring" % (full, untracked, s.ch.dropped)
+            check(full > 0, "70,000 held sampled blocks did not overflow the table")
+            check(untracked > 0 or s.ch.dropped > 0, "refused inserts not flagged")
+            s.detach()
+            s.expect_state(proto.STATE_DETACHED, 1.0)
+            self.assert_restored("after a full table")
+        finally:
+            s.close()
+
     def test_second_session(self):
         s = self.start_session()
         try:
@@ -771,7 +920,7 @@ class Suite:
             s.settle()
             expected = len(kept) * bytes31_block_size() + sys.getsizeof(kept) - sys.getsizeof([])
             mal = s.window(t0, t1, self.tid, proto.SAMPLE_MALLOC)
-            measured = sum(x.bytes for x in mal)
+            measured = sum(x.weight for x in mal)
             self.report["second session"] = "%d samples, %.1f / %.1f MB" % (
                 len(mal), measured / MB, expected / MB)
             check(within(measured, expected, 0.15), "second session MB %.2f" % (measured / MB))
@@ -791,7 +940,7 @@ class Suite:
             kept = py_alloc_workload(8 * MB // 64)
             t1 = mono_ns()
             s.settle()
-            measured = sum(x.bytes for x in s.window(t0, t1, self.tid, proto.SAMPLE_MALLOC))
+            measured = sum(x.weight for x in s.window(t0, t1, self.tid, proto.SAMPLE_MALLOC))
             check(measured >= 0.85 * 8 * MB, "no samples under tracemalloc: %.1f MB" % (measured / MB))
             traced = tracemalloc.get_traced_memory()[0]
             s.detach()
@@ -820,7 +969,7 @@ class Suite:
             kept = py_alloc_workload(8 * MB // 64)
             t1 = mono_ns()
             s.settle()
-            measured = sum(x.bytes for x in s.window(t0, t1, self.tid, proto.SAMPLE_MALLOC))
+            measured = sum(x.weight for x in s.window(t0, t1, self.tid, proto.SAMPLE_MALLOC))
             check(measured >= 0.85 * 8 * MB, "no samples after reuse")
             del kept
             s.detach()
@@ -869,6 +1018,7 @@ class Suite:
         self.run("failure paths", self.test_failures)
         self.run("main session", self.test_main_session)
         self.run("second session", self.test_second_session)
+        self.run("sampled-pointer table full", self.test_table_full)
         self.run("heartbeat lost", self.test_orphaned)
         self.run("tracemalloc on top", self.test_tracemalloc_on_top)
         self.run("stress + detach", lambda: self.test_subprocess("--stress"))
@@ -996,10 +1146,11 @@ def stress_main(args, exit_while_armed):
     check(child not in s.tids, "the forked child wrote %d samples into the ring" % s.tids[child])
     total = sum(s.counts.values())
     check(total > 100, "too few samples under stress: %d" % total)
-    print("STRESS samples %d (MALLOC %d, FREE %d, COPY %d, SAMPLED_FREE %d), dropped %d, "
-          "untracked frees %d, detach %.0f ms" % (
-              total, s.counts[1], s.counts[2], s.counts[3], s.counts[4], s.ch.dropped,
-              s.ch.untracked_frees, detach_ms), flush=True)
+    print("STRESS samples %d (MALLOC %d, COPY %d, SAMPLED_FREE %d, SAMPLED_MOVE %d), dropped %d, "
+          "table full %d, unsized reallocs %d, footprint %.1f MB (peak %.1f MB), detach %.0f ms" % (
+              total, s.counts[1], s.counts[3], s.counts[4], s.counts[5], s.ch.dropped,
+              s.ch.leak_table_full, s.ch.unsized_reallocs, s.ch.footprint_bytes / MB,
+              s.ch.footprint_peak_bytes / MB, detach_ms), flush=True)
     s.close()
     return 0
 

@@ -106,3 +106,19 @@ long native_thread_alloc(size_t size, int count) {
     pthread_join(t, NULL);
     return job.tid;
 }
+
+void *native_realloc(void *p, size_t n) { return realloc(p, n); }
+
+// `count` blocks of `size` bytes, touched and held; their addresses in a block of their own.
+void **native_alloc_many(size_t count, size_t size) {
+    void **blocks = malloc(count * sizeof *blocks);
+    if (!blocks) return NULL;
+    for (size_t i = 0; i < count; i++) blocks[i] = native_alloc(size);
+    return blocks;
+}
+
+void native_free_many(void **blocks, size_t count) {
+    if (!blocks) return;
+    for (size_t i = 0; i < count; i++) free(blocks[i]);
+    free(blocks);
+}

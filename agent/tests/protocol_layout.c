@@ -29,17 +29,22 @@ int main(void) {
     F(scalene_agent_config, runtime_finalizing); F(scalene_agent_config, frames);
     F(scalene_raw_frame, code); F(scalene_raw_frame, instr);
     F(scalene_sample, sequence); F(scalene_sample, kind); F(scalene_sample, tid);
-    F(scalene_sample, timestamp_ns); F(scalene_sample, bytes); F(scalene_sample, python_bytes);
-    F(scalene_sample, native_bytes); F(scalene_sample, pointer); F(scalene_sample, frame_count);
-    F(scalene_sample, flags); F(scalene_sample, frames);
+    F(scalene_sample, timestamp_ns); F(scalene_sample, bytes); F(scalene_sample, weight);
+    F(scalene_sample, pointer); F(scalene_sample, moved_to); F(scalene_sample, origin);
+    F(scalene_sample, flags); F(scalene_sample, frame_count); F(scalene_sample, reserved);
+    F(scalene_sample, frames);
     F(scalene_channel, magic); F(scalene_channel, protocol_version); F(scalene_channel, header_size);
     F(scalene_channel, record_size); F(scalene_channel, capacity); F(scalene_channel, config);
     F(scalene_channel, heartbeat_ns); F(scalene_channel, command); F(scalene_channel, reserved1);
     F(scalene_channel, state); F(scalene_channel, error_code); F(scalene_channel, agent_tid);
     F(scalene_channel, write_index); F(scalene_channel, read_index); F(scalene_channel, dropped);
     F(scalene_channel, hooked_slots); F(scalene_channel, hooked_objects);
-    F(scalene_channel, python_hooks); F(scalene_channel, untracked_frees);
+    F(scalene_channel, python_hooks); F(scalene_channel, unsized_reallocs);
     F(scalene_channel, pool_table_full); F(scalene_channel, leak_table_full);
+    F(scalene_channel, footprint_sequence); F(scalene_channel, footprint_bytes);
+    F(scalene_channel, footprint_peak_bytes); F(scalene_channel, footprint_ns);
+    F(scalene_channel, footprint_readings); F(scalene_channel, python_arena_bytes);
+    F(scalene_channel, finalizing_ns);
     F(scalene_channel, message); F(scalene_channel, reserved2);
     printf(", \"constants\": {\"magic\": %llu, \"version\": %u, \"max_frames\": %d, \"message_size\": %d}}\n",
            (unsigned long long)SCALENE_CHANNEL_MAGIC, SCALENE_PROTOCOL_VERSION, SCALENE_MAX_FRAMES,

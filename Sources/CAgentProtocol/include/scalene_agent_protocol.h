@@ -12,7 +12,9 @@
 #include <stdint.h>
 
 #define SCALENE_CHANNEL_MAGIC 0x314c454e45434153ull /* "SCALENE1", little-endian */
-#define SCALENE_PROTOCOL_VERSION 2u  /* 2: owner_interpreter, code_tag_bits, tstate_thread_id */
+#define SCALENE_PROTOCOL_VERSION 3u  /* 3: per-call sampling (size, weight, origin), the absolute footprint,
+                                        finalizing, moved allocations; 2: owner_interpreter, code_tag_bits,
+                                        tstate_thread_id */
 #define SCALENE_MAX_FRAMES 64
 #define SCALENE_MESSAGE_SIZE 160
 #define SCALENE_AGENT_START_SYMBOL "scalene_agent_start"        // int (const char *channel_path)
@@ -58,28 +60,50 @@ struct scalene_frame_layout {
 
 struct scalene_agent_config {
     uint64_t runtime_address;     // &_PyRuntime in the target
-    uint64_t memory_window;       // bytes of net allocation (or freeing) per memory sample; 0: no memory hooks
-    uint64_t copy_window;         // bytes copied per copy sample; 0: no copy hooks
+    uint64_t memory_window;       // mean bytes allocated between two allocation samples (each thread draws
+                                  // its countdowns from an exponential distribution); 0: no memory hooks
+    uint64_t copy_window;         // mean bytes copied between two copy samples; 0: no copy hooks
     uint32_t python_hex_version;  // PY_VERSION_HEX of the target
     uint32_t pymalloc_pool_size;  // POOL_SIZE of the target's small-object allocator
     uint32_t pymalloc_max_small;  // largest request pymalloc serves itself (SMALL_REQUEST_THRESHOLD)
     uint32_t pymalloc_alignment;  // pymalloc's size-class granularity (ALIGNMENT)
     uint32_t heartbeat_timeout_ms;// disarm when the attacher's heartbeat is older than this
     uint32_t runtime_finalizing;  // offset in _PyRuntime of the pointer that becomes nonzero when
-                                  // Py_Finalize starts (no frames are read from then on); 0: unknown
+                                  // Py_Finalize starts (no frames are read from then on, and samples
+                                  // are flagged); 0: unknown
     struct scalene_frame_layout frames;
 };
 
-// Sample kinds.
+// Sample kinds. Allocations and copies are sampled per call: each thread keeps a byte countdown
+// drawn from an exponential distribution whose mean is the window; every call subtracts its size,
+// and the call that takes it below zero is sampled, then a fresh countdown is drawn. A call of s
+// bytes is thus sampled with probability p = 1 - exp(-s / window), and its sample carries the weight
+// s / p (rounded to bytes): the expected weight of every call is its size.
 enum scalene_sample_kind {
-    SCALENE_SAMPLE_MALLOC = 1,       // net allocation crossed the window
-    SCALENE_SAMPLE_FREE = 2,         // net freeing crossed the window
-    SCALENE_SAMPLE_COPY = 3,         // bytes copied by memcpy/memmove crossed the copy window
-    SCALENE_SAMPLE_SAMPLED_FREE = 4, // the allocation that triggered an earlier MALLOC sample was freed
+    SCALENE_SAMPLE_MALLOC = 1,       // an allocation was sampled; it is tracked until SAMPLED_FREE
+                                     // (unless flag SCALENE_SAMPLE_UNTRACKED)
+    // 2 was FREE (net freeing crossed a threshold) before protocol 3; no longer sent.
+    SCALENE_SAMPLE_COPY = 3,         // a memcpy/memmove was sampled
+    SCALENE_SAMPLE_SAMPLED_FREE = 4, // a tracked (sampled) allocation was freed
+    SCALENE_SAMPLE_SAMPLED_MOVE = 5, // realloc moved a tracked allocation from `pointer` to `moved_to`
 };
-// A MALLOC or COPY sample carries the frames of the thread that allocated or copied; FREE and
-// SAMPLED_FREE samples carry none (a free can run while the thread's own state is being deleted).
-// frame_count 0 on a MALLOC or COPY sample: the thread has no Python thread state (native bucket).
+// Where an allocation was made (MALLOC samples): through one of Python's allocator domains (PyMem_*,
+// PyObject_*, PyMem_Raw*), or by native code calling malloc & co. directly.
+enum scalene_sample_origin {
+    SCALENE_ORIGIN_NONE = 0,
+    SCALENE_ORIGIN_PYTHON = 1,
+    SCALENE_ORIGIN_NATIVE = 2,
+};
+// Sample flags.
+#define SCALENE_SAMPLE_TRUNCATED 1u   // the stack was cut at SCALENE_MAX_FRAMES
+#define SCALENE_SAMPLE_FINALIZING 2u  // taken once _PyRuntime._finalizing was set (no frames read)
+#define SCALENE_SAMPLE_UNTRACKED 4u   // MALLOC: the sampled-pointer table was full; no SAMPLED_FREE follows
+#define SCALENE_SAMPLE_GROWTH 8u      // MALLOC: realloc grew a block; the sample is its growth, and the
+                                      // block may already be tracked from an earlier sample
+// A MALLOC or COPY sample carries the frames of the thread that allocated or copied; SAMPLED_FREE and
+// SAMPLED_MOVE samples carry none (a free can run while the thread's own state is being deleted).
+// frame_count 0 on a MALLOC or COPY sample without SCALENE_SAMPLE_FINALIZING: the thread has no
+// Python thread state (native bucket).
 
 struct scalene_raw_frame {
     uint64_t code;   // address of the code object
@@ -92,15 +116,15 @@ struct scalene_sample {
     uint32_t kind;            // enum scalene_sample_kind
     uint32_t tid;             // kernel thread id
     uint64_t timestamp_ns;    // CLOCK_MONOTONIC
-    uint64_t bytes;           // net bytes allocated (MALLOC), freed (FREE), copied (COPY); SAMPLED_FREE:
-                              // size of the freed block (0 if unknown)
-    uint64_t python_bytes;    // of the bytes allocated since the previous MALLOC/FREE sample of this thread,
-                              // those from Python's allocator (set on MALLOC and FREE samples)
-    uint64_t native_bytes;    // ... and those from native code (malloc and friends)
-    uint64_t pointer;         // MALLOC: the allocation that crossed the window; SAMPLED_FREE: that pointer
-    uint32_t frame_count;     // 0: the thread has no Python frame (native bucket)
-    uint32_t flags;           // bit 0: stack truncated at SCALENE_MAX_FRAMES; bit 1: no frames read
-                              // because the interpreter is finalizing
+    uint64_t bytes;           // MALLOC, COPY: the size of the sampled call (a realloc: what it grew by);
+                              // SAMPLED_FREE: the size of the freed block (0 if unknown)
+    uint64_t weight;          // MALLOC, COPY: the bytes the sample stands for (bytes / p, see above)
+    uint64_t pointer;         // MALLOC: the block; SAMPLED_FREE: the freed block; SAMPLED_MOVE: the old address
+    uint64_t moved_to;        // SAMPLED_MOVE: the new address of the block
+    uint32_t origin;          // MALLOC: enum scalene_sample_origin
+    uint32_t flags;           // SCALENE_SAMPLE_*
+    uint32_t frame_count;     // 0: no Python frame (see above)
+    uint32_t reserved;
     struct scalene_raw_frame frames[SCALENE_MAX_FRAMES]; // innermost first
 };
 
@@ -129,9 +153,23 @@ struct scalene_channel {
     uint64_t hooked_slots;        // GOT slots currently redirected
     uint64_t hooked_objects;      // loaded objects whose GOT was patched
     uint64_t python_hooks;        // 1 when the Python allocator domains are wrapped
-    uint64_t untracked_frees;     // Python-allocator frees of blocks whose size was unknown (pre-attach pools)
+    uint64_t unsized_reallocs;    // Python-allocator reallocs of blocks whose old size was unknown (a pool
+                                  // untouched since attach): counted as an allocation of the new size
     uint64_t pool_table_full;     // small-object pools not tracked because the pool table was full
-    uint64_t leak_table_full;     // sampled allocations not tracked for leaks because the table was full
+    uint64_t leak_table_full;     // sampled allocations not tracked because the sampled-pointer table was
+                                  // full (their MALLOC samples carry SCALENE_SAMPLE_UNTRACKED)
+
+    // What the process holds, read by the agent's thread (never in a hook): bytes in use according to
+    // malloc (glibc mallinfo2: uordblks + hblkhd) plus pymalloc's arenas, read every few hundred ms,
+    // and between readings the changes counted by the hooks (per-thread counters, flushed into a shared
+    // total). Published every poll (50 ms) under a sequence lock: odd while the agent writes.
+    uint64_t footprint_sequence;
+    uint64_t footprint_bytes;     // now
+    uint64_t footprint_peak_bytes;// the highest footprint since the agent armed
+    uint64_t footprint_ns;        // CLOCK_MONOTONIC of footprint_bytes
+    uint64_t footprint_readings;  // absolute readings of the allocator so far
+    uint64_t python_arena_bytes;  // of footprint_bytes, pymalloc's arenas
+    uint64_t finalizing_ns;       // CLOCK_MONOTONIC when the agent first saw _PyRuntime._finalizing set; 0: not seen
     char message[SCALENE_MESSAGE_SIZE]; // NUL-terminated reason when FAILED, or a note (ARMED, DETACHED, ORPHANED)
     uint8_t reserved2[64];
 };

@@ -74,13 +74,13 @@ struct ProfileOptions: ParsableArguments {
     @Flag(help: "Profile CPU time only: do not inject the memory and copy agent into the process.")
     var cpuOnly = false
 
-    @Option(help: ArgumentHelp("Net bytes allocated (or freed) per memory sample; suffixes K, M, G (default 1M).",
+    @Option(help: ArgumentHelp("Mean bytes allocated between two allocation samples (each call is sampled with a probability that grows with its size, and weighted so that the estimate is unbiased); suffixes K, M, G (default 256K).",
                                valueName: "bytes"))
-    var memoryWindow: String = "1M"
+    var memoryWindow: String = "256K"
 
-    @Option(help: ArgumentHelp("Bytes copied (memcpy/memmove) per copy sample; suffixes K, M, G (default 7M).",
+    @Option(help: ArgumentHelp("Mean bytes copied (memcpy/memmove) between two copy samples; suffixes K, M, G (default 512K).",
                                valueName: "bytes"))
-    var copyWindow: String = "7M"
+    var copyWindow: String = "512K"
 
     @Flag(help: "Sample native stacks too: classify user CPU time by where the instruction pointer really is, and show the native functions under each line and in flame graphs.")
     var native = false

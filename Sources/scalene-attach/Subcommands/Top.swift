@@ -47,11 +47,11 @@ struct TopCommand: ParsableCommand {
     @Flag(help: "Keep threads that were blocked the whole time (idle pool workers) in the view.")
     var includeIdle = false
 
-    @Option(help: ArgumentHelp("Net bytes allocated (or freed) per memory sample; suffixes K, M, G.", valueName: "bytes"))
-    var memoryWindow: String = "1M"
+    @Option(help: ArgumentHelp("Mean bytes allocated between two allocation samples; suffixes K, M, G.", valueName: "bytes"))
+    var memoryWindow: String = "256K"
 
-    @Option(help: ArgumentHelp("Bytes copied per copy sample; suffixes K, M, G.", valueName: "bytes"))
-    var copyWindow: String = "7M"
+    @Option(help: ArgumentHelp("Mean bytes copied between two copy samples; suffixes K, M, G.", valueName: "bytes"))
+    var copyWindow: String = "512K"
 
     func validate() throws {
         guard rate >= 1 && rate <= 20000 else { throw ValidationError("--rate must be between 1 and 20000 Hz") }
