@@ -29,6 +29,18 @@ public struct MemoryLine: Sendable, Equatable {
     public init() {}
 
     /// Share of the allocation made by Python's allocator (0–1).
+    /// Adds what `other` counted over its time (allocated, freed and copied bytes, samples,
+    /// tracked allocations and frees); states (in-use, peak, retained) are the caller's to combine.
+    mutating func addVolumes(of other: MemoryLine) {
+        allocatedMB += other.allocatedMB
+        pythonMB += other.pythonMB
+        mallocSamples += other.mallocSamples
+        freedMB += other.freedMB
+        copiedMB += other.copiedMB
+        trackedAllocations += other.trackedAllocations
+        trackedFrees += other.trackedFrees
+    }
+
     public var pythonFraction: Double { allocatedMB > 0 ? min(1, pythonMB / allocatedMB) : 0 }
 
     /// Mean MB per malloc sample.
@@ -135,14 +147,8 @@ public struct MemoryProfile: Sendable, Equatable {
             guard let function = line.function else { continue }
             var sum = result[function] ?? MemoryLine()
             sum.function = function
-            sum.allocatedMB += line.allocatedMB
-            sum.pythonMB += line.pythonMB
-            sum.mallocSamples += line.mallocSamples
-            sum.freedMB += line.freedMB
+            sum.addVolumes(of: line)
             sum.peakMB += line.peakMB
-            sum.copiedMB += line.copiedMB
-            sum.trackedAllocations += line.trackedAllocations
-            sum.trackedFrees += line.trackedFrees
             sum.retainedMB += line.retainedMB
             result[function] = sum
         }

@@ -63,13 +63,7 @@ extension Profile {
                     sum.currentMB = line.currentMB
                     sum.peakMB = line.peakMB
                 }
-                sum.allocatedMB += line.allocatedMB
-                sum.pythonMB += line.pythonMB
-                sum.mallocSamples += line.mallocSamples
-                sum.freedMB += line.freedMB
-                sum.copiedMB += line.copiedMB
-                sum.trackedAllocations += line.trackedAllocations
-                sum.trackedFrees += line.trackedFrees
+                sum.addVolumes(of: line)
                 memory.lines[key] = sum
             }
             memory.totalAllocatedMB += before.totalAllocatedMB
@@ -263,15 +257,9 @@ extension MemoryProfile {
             for (key, line) in memory.lines {
                 var sum = result.lines[key] ?? MemoryLine()
                 if sum.function == nil { sum.function = line.function }
-                sum.allocatedMB += line.allocatedMB
-                sum.pythonMB += line.pythonMB
-                sum.mallocSamples += line.mallocSamples
-                sum.freedMB += line.freedMB
+                sum.addVolumes(of: line)
                 sum.currentMB += line.currentMB
                 sum.peakMB += line.peakMB
-                sum.copiedMB += line.copiedMB
-                sum.trackedAllocations += line.trackedAllocations
-                sum.trackedFrees += line.trackedFrees
                 sum.retainedMB += line.retainedMB
                 result.lines[key] = sum
                 lineTimelines[key, default: []].append(shifted(line.timeline))
