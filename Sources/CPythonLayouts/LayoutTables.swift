@@ -119,6 +119,8 @@ public struct GILOffsets: Sendable, Equatable {
     /// last_holder, locked, switch_number, cond`, so it is the 8-byte field between `locked` (an
     /// int, padded) and `cond`; nil if a layout ever says otherwise.
     public var switchNumber: Int? { cond == locked + 16 ? locked + 8 : nil }
+    /// `last_holder`, the thread state that took the GIL last: the pointer before `locked`.
+    public var lastHolder: Int? { cond == locked + 16 && locked >= 8 ? locked - 8 : nil }
 
     public init(runtimeOffset: Int?, size: Int, locked: Int, mutex: Int, cond: Int) {
         self.runtimeOffset = runtimeOffset

@@ -95,6 +95,8 @@ public final class Sampler {
         var lastClockTick: Int
         /// It held the GIL at its last sample.
         var lastHeldGIL = false
+        /// Its thread state's address at its last sample.
+        var threadState: UInt64 = 0
         /// Wall time off the CPU at `last` not yet charged, and the samples that saw it.
         var idleNanoseconds: UInt64 = 0
         var idleSamples = 0
@@ -216,12 +218,15 @@ public final class Sampler {
         // Cheaper still: with no GIL hand-off since the last tick, a thread that was off the CPU
         // without the GIL has run no Python code; its run time is read every `idleCheckTicks`
         // ticks all the same, for native code that runs without the GIL.
-        let switches = (gilState ?? nil).flatMap { observer.threads.gilSwitches(gil: $0.lowerBound) }
-        let noHandOff = switches != nil && switches == lastGILSwitches
-        lastGILSwitches = switches
+        let handOffs = (gilState ?? nil).flatMap { observer.threads.gilHandOffs(gil: $0.lowerBound) }
+        let noHandOff = handOffs != nil && handOffs?.switches == lastGILSwitches
+        lastGILSwitches = handOffs?.switches
         var idle = Set<Int32>()
         for (tid, track) in tracks where !track.last.running {
-            if noHandOff && !track.lastHeldGIL && statistics.ticks - track.lastClockTick < Self.idleCheckTicks {
+            // The last holder may have taken the GIL again without the count moving (a lone
+            // thread waking from a sleep does): its run time is always read.
+            if noHandOff && !track.lastHeldGIL && track.threadState != handOffs?.lastHolder
+                && statistics.ticks - track.lastClockTick < Self.idleCheckTicks {
                 idle.insert(tid)
             } else if let runTime = track.clock.runTime(), runTime == track.lastCPU {
                 idle.insert(tid)
@@ -285,6 +290,7 @@ public final class Sampler {
                 track.lastTime = now
                 track.lastSeenTick = statistics.ticks
                 track.lastHeldGIL = observation.holdsGIL
+                track.threadState = observation.threadState
                 if observation.holdsGIL { track.profile.gilSamples += 1 }
             } else if let track = tracks[tid], track.pthreadID == observation.pthreadID {
                 guard let reading = track.clock.read() else { continue }
@@ -309,6 +315,7 @@ public final class Sampler {
                                         time: now, reading: reading, endpoint: endpoint, stack: stack,
                                         tick: statistics.ticks, pthreadID: observation.pthreadID)
                 track.lastFrames = observation.frames
+                track.threadState = observation.threadState
                 tracks[tid] = track
             }
         }
@@ -380,6 +387,7 @@ public final class Sampler {
         track.lastFrames = observation.frames
         track.lastSeenTick = statistics.ticks
         track.lastHeldGIL = observation.holdsGIL
+        track.threadState = observation.threadState
         if !observation.unchanged { track.lastClockTick = statistics.ticks }
     }
 

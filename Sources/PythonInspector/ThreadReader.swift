@@ -134,11 +134,17 @@ public struct ThreadReader<Memory: ProcessMemory>: Sendable {
         return overflow ? nil : start..<end
     }
 
-    /// How many times the GIL has changed hands (`switch_number`), given where the GIL is
-    /// (`gilState`): unchanged between two reads means no thread took it in between.
-    public func gilSwitches(gil: UInt64) -> UInt64? {
-        guard let field = LayoutTables.gil(for: layout.version)?.switchNumber else { return nil }
-        return try? memory.integer(UInt64.self, at: gil &+ UInt64(field))
+    /// How many times the GIL has changed hands (`switch_number`) and the thread state that took
+    /// it last (`last_holder`), in one read, given where the GIL is (`gilState`). The count grows
+    /// only when a thread other than the last holder takes the GIL: unchanged between two reads,
+    /// no thread but the last holder can have run Python code in between.
+    public func gilHandOffs(gil: UInt64) -> (switches: UInt64, lastHolder: UInt64)? {
+        guard let offsets = LayoutTables.gil(for: layout.version), let switches = offsets.switchNumber,
+              let holder = offsets.lastHolder,
+              let bytes = try? memory.remoteBytes(at: gil &+ UInt64(holder), count: switches + 8 - holder),
+              let count = bytes.integer(UInt64.self, at: switches - holder),
+              let last = bytes.integer(UInt64.self, at: 0) else { return nil }
+        return (count, last)
     }
 
     /// The thread state holding the GIL, or nil when no thread holds it (or it cannot be told).
