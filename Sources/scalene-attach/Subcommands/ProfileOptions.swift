@@ -23,7 +23,7 @@ enum NativeMethodOption: String, ExpressibleByArgument, CaseIterable {
 
 /// Options shared by `scalene-attach --pid` and `scalene-attach run`.
 struct ProfileOptions: ParsableArguments {
-    @Option(help: ArgumentHelp("Samples per second (1–20000).", valueName: "hz"))
+    @Option(help: ArgumentHelp("Samples per second (1–100000).", valueName: "hz"))
     var rate: Double = 100
 
     @Option(help: ArgumentHelp("Stop after this many seconds (default: until Ctrl-C or the process ends).",
@@ -102,7 +102,7 @@ struct ProfileOptions: ParsableArguments {
     var snapshotKeep: Int?
 
     func validate() throws {
-        guard rate >= 1 && rate <= 20000 else { throw ValidationError("--rate must be between 1 and 20000 Hz") }
+        guard rate >= 1 && rate <= 100_000 else { throw ValidationError("--rate must be between 1 and 100000 Hz") }
         if let duration, duration <= 0 { throw ValidationError("--duration must be positive") }
         if let snapshotInterval, snapshotInterval < 0.1 { throw ValidationError("--snapshot-interval must be at least 0.1 s") }
         for (name, value) in [("--memory-window", memoryWindow), ("--copy-window", copyWindow)] {

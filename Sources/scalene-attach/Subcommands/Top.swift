@@ -24,7 +24,7 @@ struct TopCommand: ParsableCommand {
     @Option(help: "The process id of a running CPython 3.8–3.13 process.")
     var pid: Int32
 
-    @Option(help: ArgumentHelp("Samples per second (1–20000).", valueName: "hz"))
+    @Option(help: ArgumentHelp("Samples per second (1–100000).", valueName: "hz"))
     var rate: Double = 100
 
     @Option(help: ArgumentHelp("Seconds between refreshes of the screen (0.2–10).", valueName: "seconds"))
@@ -54,7 +54,7 @@ struct TopCommand: ParsableCommand {
     var copyWindow: String = "512K"
 
     func validate() throws {
-        guard rate >= 1 && rate <= 20000 else { throw ValidationError("--rate must be between 1 and 20000 Hz") }
+        guard rate >= 1 && rate <= 100_000 else { throw ValidationError("--rate must be between 1 and 100000 Hz") }
         guard refresh >= 0.2 && refresh <= 10 else { throw ValidationError("--refresh must be between 0.2 and 10 seconds") }
         for (name, value) in [("--memory-window", memoryWindow), ("--copy-window", copyWindow)] {
             guard let bytes = ProfileOptions.byteCount(value), bytes >= 4096 else {
