@@ -475,7 +475,9 @@ static ALWAYS_INLINE void count_alloc(struct agent_tls *t, const void *p, uint64
 // ---------------------------------------------------------------------------------------------
 // Native (GOT) memory hooks. Inside a Python-domain call they only tell the wrapper what malloc did
 // underneath (the wrapper counts the call, as Python's); the footprint counter sees every block.
-static ALWAYS_INLINE void note_alloc(void *p) {
+// What a call allocated is what it asked for (`requested`); what the process holds is the chunk's
+// usable size, which is also all a free can tell, so the footprint counter takes that.
+static ALWAYS_INLINE void note_alloc(void *p, size_t requested) {
     size_t size = malloc_usable_size(p);
     struct agent_tls *t = tls_get();
     t->net += (int64_t)size;
@@ -484,7 +486,7 @@ static ALWAYS_INLINE void note_alloc(void *p) {
         t->raw_size = size;
         return;
     }
-    count_alloc(t, p, size, SCALENE_ORIGIN_NATIVE, 0);
+    count_alloc(t, p, requested, SCALENE_ORIGIN_NATIVE, 0);
 }
 
 static ALWAYS_INLINE void note_free(void *p) {
@@ -535,13 +537,13 @@ static ALWAYS_INLINE void note_realloc(struct agent_tls *t, void *p, size_t old,
 
 static void *hk_malloc(size_t n) {
     void *p = REAL(H_MALLOC, malloc_fn)(n);
-    if (LIKELY(memory_on()) && p) note_alloc(p);
+    if (LIKELY(memory_on()) && p) note_alloc(p, n);
     return p;
 }
 
 static void *hk_calloc(size_t n, size_t m) {
     void *p = REAL(H_CALLOC, calloc_fn)(n, m);
-    if (LIKELY(memory_on()) && p) note_alloc(p);
+    if (LIKELY(memory_on()) && p) note_alloc(p, n * m); // cannot overflow: calloc checked it
     return p;
 }
 
@@ -572,25 +574,25 @@ static void *hk_reallocarray(void *p, size_t n, size_t m) {
 
 static int hk_posix_memalign(void **out, size_t alignment, size_t n) {
     int rc = REAL(H_POSIX_MEMALIGN, posix_memalign_fn)(out, alignment, n);
-    if (LIKELY(memory_on()) && rc == 0 && *out) note_alloc(*out);
+    if (LIKELY(memory_on()) && rc == 0 && *out) note_alloc(*out, n);
     return rc;
 }
 
 static void *hk_aligned_alloc(size_t alignment, size_t n) {
     void *p = REAL(H_ALIGNED_ALLOC, aligned_alloc_fn)(alignment, n);
-    if (LIKELY(memory_on()) && p) note_alloc(p);
+    if (LIKELY(memory_on()) && p) note_alloc(p, n);
     return p;
 }
 
 static void *hk_memalign(size_t alignment, size_t n) {
     void *p = REAL(H_MEMALIGN, aligned_alloc_fn)(alignment, n);
-    if (LIKELY(memory_on()) && p) note_alloc(p);
+    if (LIKELY(memory_on()) && p) note_alloc(p, n);
     return p;
 }
 
 static void *hk_valloc(size_t n) {
     void *p = REAL(H_VALLOC, valloc_fn)(n);
-    if (LIKELY(memory_on()) && p) note_alloc(p);
+    if (LIKELY(memory_on()) && p) note_alloc(p, n);
     return p;
 }
 
@@ -717,10 +719,10 @@ static ALWAYS_INLINE size_t py_small_size(size_t n) {
     return (n + g_cfg.pymalloc_align_mask) & ~g_cfg.pymalloc_align_mask;
 }
 
-// Size of a block a Python-domain call returned; remembers pymalloc pools.
+// Bytes a Python-domain call allocated: what it asked for when malloc served it (underneath, or
+// with PYTHONMALLOC=malloc), a pymalloc block's size otherwise; remembers pymalloc pools.
 static ALWAYS_INLINE size_t py_block_size(struct agent_tls *t, int d, void *p, size_t n) {
-    if (same_chunk(p, t->raw_ptr)) return t->raw_size; // served by malloc underneath
-    if (d == PY_DOMAIN_RAW || n > g_cfg.pymalloc_max_small) return n;
+    if (same_chunk(p, t->raw_ptr) || d == PY_DOMAIN_RAW || n > g_cfg.pymalloc_max_small) return n;
     size_t size = py_small_size(n);
     pool_note(p, (uint32_t)size);
     return size;
