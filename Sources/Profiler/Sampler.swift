@@ -218,7 +218,9 @@ public final class Sampler {
         // Cheaper still: with no GIL hand-off since the last tick, a thread that was off the CPU
         // without the GIL has run no Python code; its run time is read every `idleCheckTicks`
         // ticks all the same, for native code that runs without the GIL.
-        let handOffs = (gilState ?? nil).flatMap { observer.threads.gilHandOffs(gil: $0.lowerBound) }
+        // (Read only when some thread is off the CPU: a target whose threads all run gains nothing.)
+        let offCPU = tracks.values.contains { !$0.last.running }
+        let handOffs = offCPU ? (gilState ?? nil).flatMap { observer.threads.gilHandOffs(gil: $0.lowerBound) } : nil
         let noHandOff = handOffs != nil && handOffs?.switches == lastGILSwitches
         lastGILSwitches = handOffs?.switches
         var idle = Set<Int32>()

@@ -128,10 +128,15 @@ public final class InterpreterObserver<Memory: ProcessMemory> {
         let hostIDs = ownIDs.map { $0.flatMap { threadIDs.host($0) } }
         let skipped = hostIDs.map { $0.map(unchanged) ?? false }
         // Only the stacks of threads that may have moved are read (one batch for all of them).
-        let walked = records.indices.filter { !skipped[$0] }
-        var starts = [WalkStart?](repeating: nil, count: records.count)
-        for (index, start) in zip(walked, stacks.walkStarts(threadStates: walked.map { records[$0].bytes })) {
-            starts[index] = start
+        var starts: [WalkStart?]
+        if skipped.contains(true) {
+            let walked = records.indices.filter { !skipped[$0] }
+            starts = [WalkStart?](repeating: nil, count: records.count)
+            for (index, start) in zip(walked, stacks.walkStarts(threadStates: walked.map { records[$0].bytes })) {
+                starts[index] = start
+            }
+        } else {
+            starts = stacks.walkStarts(threadStates: records.map(\.bytes))
         }
         for (index, record) in records.enumerated() {
             let ownID = ownIDs[index]

@@ -98,10 +98,9 @@ public final class ThreadClock {
 
     /// Reads both files; nil when the thread has exited.
     public func read() -> Reading? {
-        buffer.withUnsafeMutableBytes { raw -> Reading? in
+        guard let cpu = runTime() else { return nil }
+        return buffer.withUnsafeMutableBytes { raw -> Reading? in
             guard let base = raw.baseAddress else { return nil }
-            let n = scalene_pread(schedstatFD, base, raw.count, 0)
-            guard n > 0, let cpu = Self.firstNumber(UnsafeRawBufferPointer(rebasing: raw[0..<n])) else { return nil }
             let m = scalene_pread(statFD, base, raw.count, 0)
             guard m > 0, let (state, system) = Self.stateAndSystemTicks(UnsafeRawBufferPointer(rebasing: raw[0..<m])) else {
                 return nil

@@ -329,7 +329,7 @@ public struct TableReport {
         var current = ""
         for word in text.split(separator: " ", omittingEmptySubsequences: false) {
             let candidate = current.isEmpty ? String(word) : current + " " + word
-            if TextWidth.of(candidate) > width, !current.isEmpty, current.trimmingCharacters(in: .whitespaces).count > 0 {
+            if TextWidth.of(candidate) > width, !current.trimmingCharacters(in: .whitespaces).isEmpty {
                 lines.append(current)
                 current = "  " + word
             } else {

@@ -101,15 +101,20 @@ struct ProfileOptions: ParsableArguments {
                                valueName: "n"))
     var snapshotKeep: Int?
 
-    func validate() throws {
+    /// The checks `profile`, `run` and `top` share: the rate and the two sampling windows.
+    static func validateSampling(rate: Double, memoryWindow: String, copyWindow: String) throws {
         guard rate >= 1 && rate <= 100_000 else { throw ValidationError("--rate must be between 1 and 100000 Hz") }
-        if let duration, duration <= 0 { throw ValidationError("--duration must be positive") }
-        if let snapshotInterval, snapshotInterval < 0.1 { throw ValidationError("--snapshot-interval must be at least 0.1 s") }
         for (name, value) in [("--memory-window", memoryWindow), ("--copy-window", copyWindow)] {
-            guard let bytes = Self.byteCount(value), bytes >= 4096 else {
+            guard let bytes = byteCount(value), bytes >= 4096 else {
                 throw ValidationError("\(name) must be a size of at least 4K, like 512K or 2M (got '\(value)')")
             }
         }
+    }
+
+    func validate() throws {
+        try Self.validateSampling(rate: rate, memoryWindow: memoryWindow, copyWindow: copyWindow)
+        if let duration, duration <= 0 { throw ValidationError("--duration must be positive") }
+        if let snapshotInterval, snapshotInterval < 0.1 { throw ValidationError("--snapshot-interval must be at least 0.1 s") }
         if snapshotInterval != nil && output == nil && json == nil && html == nil {
             throw ValidationError("--snapshot-interval needs --output, --json or --html to write to")
         }

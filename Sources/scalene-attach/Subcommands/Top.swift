@@ -21,7 +21,7 @@ struct TopCommand: ParsableCommand {
         """
     )
 
-    @Option(help: "The process id of a running CPython 3.8–3.13 process.")
+    @Option(help: "The process id of a running CPython 3.8–3.15 process.")
     var pid: Int32
 
     @Option(help: ArgumentHelp("Samples per second (1–100000).", valueName: "hz"))
@@ -54,13 +54,8 @@ struct TopCommand: ParsableCommand {
     var copyWindow: String = "512K"
 
     func validate() throws {
-        guard rate >= 1 && rate <= 100_000 else { throw ValidationError("--rate must be between 1 and 100000 Hz") }
+        try ProfileOptions.validateSampling(rate: rate, memoryWindow: memoryWindow, copyWindow: copyWindow)
         guard refresh >= 0.2 && refresh <= 10 else { throw ValidationError("--refresh must be between 0.2 and 10 seconds") }
-        for (name, value) in [("--memory-window", memoryWindow), ("--copy-window", copyWindow)] {
-            guard let bytes = ProfileOptions.byteCount(value), bytes >= 4096 else {
-                throw ValidationError("\(name) must be a size of at least 4K, like 512K or 2M (got '\(value)')")
-            }
-        }
     }
 
     func run() throws {
