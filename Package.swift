@@ -44,6 +44,8 @@ let package = Package(
         .target(name: "CZlib", linkerSettings: [.unsafeFlags(["-Xlinker", "-l:libz.a"])]),
         .target(name: "Reports", dependencies: ["Profiler", "PythonInspector", "CZlib",
                                                 .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
+        // --subprocesses: a process and its Python descendants, found as they appear.
+        .target(name: "ProcessFamily", dependencies: ["RemoteProcess", "PythonInspector"]),
         // Long runs: atomic and rotated snapshot files, and the thread that writes them.
         .target(name: "Export", dependencies: ["CScaleneSys"]),
         // The readers that take remote bytes, driven by arbitrary input (libFuzzer and corpus replay).
@@ -57,7 +59,7 @@ let package = Package(
             name: "scalene-attach",
             dependencies: [
                 "RemoteProcess", "PythonInspector", "Profiler", "Injector", "Reports", "LiveView", "NativeStacks", "CScaleneSys",
-                "Export",
+                "Export", "ProcessFamily",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -70,6 +72,7 @@ let package = Package(
         .testTarget(name: "PythonInspectorTests", dependencies: ["PythonInspector", "RemoteProcess", "CPythonLayouts"]),
         .testTarget(name: "ReportsTests", dependencies: ["Reports", "Profiler", "CPythonLayouts"]),
         .testTarget(name: "ExportTests", dependencies: ["Export"]),
+        .testTarget(name: "ProcessFamilyTests", dependencies: ["ProcessFamily"]),
         .testTarget(name: "LiveViewTests", dependencies: ["LiveView", "Profiler", "CPythonLayouts"]),
         .testTarget(name: "IntegrationTests", dependencies: ["PythonInspector", "RemoteProcess"]),
         .testTarget(name: "FuzzCorpusTests", dependencies: ["FuzzTargets", "RemoteProcess"]),

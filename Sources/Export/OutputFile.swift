@@ -62,6 +62,15 @@ public final class OutputFile {
     private var lastStamp = ""
     private var stampRepeats = 0
 
+    /// The path of one process's file when several processes are recorded: `dir/name.ext` →
+    /// `dir/name.PID.ext` (`dir/name` → `dir/name.PID`; a leading dot is part of the name).
+    public static func path(_ path: String, withPID pid: Int32) -> String {
+        let slash = path.lastIndex(of: "/").map { path.index(after: $0) } ?? path.startIndex
+        let name = path[slash...]
+        guard let dot = name.dropFirst().firstIndex(of: ".") else { return "\(path).\(pid)" }
+        return "\(path[..<dot]).\(pid)\(path[dot...])"
+    }
+
     public init(path: String, keep: Int? = nil) {
         self.path = path
         self.keep = keep

@@ -276,6 +276,8 @@ public struct Profile: Sendable {
     public var native: NativeSummary?
     /// Whether GIL waits could be told from outside (the GIL's address is known for the version).
     public var gilWaitMeasured = false
+    /// How many processes were summed into this profile (`--subprocesses --merge`).
+    public var processCount = 1
 
     public init(pid: Int32, pythonVersion: PythonVersion, arguments: [String], program: String?, startEpoch: Double,
                 startMonotonic: Double, elapsed: Double, threads: [ThreadProfile], filter: FileFilter,

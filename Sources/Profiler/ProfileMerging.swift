@@ -47,6 +47,8 @@ extension Profile {
         result.classification = first.classification
         result.native = native
         result.gilWaitMeasured = profiles.contains { $0.gilWaitMeasured }
+        // Intervals of one process count once; different processes add up.
+        result.processCount = Dictionary(profiles.map { ($0.pid, $0.processCount) }, uniquingKeysWith: max).values.reduce(0, +)
         return result
     }
 

@@ -68,6 +68,7 @@ public struct ScaleneJSONReport {
         let stats = profile.statistics
         var extras: [String: Any] = [
             "pid": Int(profile.pid),
+            "processes": profile.processCount,
             "python_version": profile.pythonVersion.description,
             "command_line": profile.arguments,
             "sampler": [

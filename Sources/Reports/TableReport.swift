@@ -105,8 +105,13 @@ public struct TableReport {
         lines.append(clip("scalene-attach: pid \(profile.pid) · Python \(profile.pythonVersion) · \(Self.commandLine(profile))"))
         let stats = profile.statistics
         let rate = profile.elapsed > 0 ? Double(stats.ticks) / profile.elapsed : 0
-        lines.append(clip(String(format: "%.2f s profiled · %d samples at %.1f Hz (requested %.0f Hz)", profile.elapsed,
-                                 stats.ticks, rate, stats.requestedRate)))
+        if profile.processCount > 1 {
+            lines.append(clip(String(format: "%.2f s profiled · %d samples of %d processes, summed (requested %.0f Hz each)",
+                                     profile.elapsed, stats.ticks, profile.processCount, stats.requestedRate)))
+        } else {
+            lines.append(clip(String(format: "%.2f s profiled · %d samples at %.1f Hz (requested %.0f Hz)", profile.elapsed,
+                                     stats.ticks, rate, stats.requestedRate)))
+        }
         switch profile.classification {
         case .opcodeAndGIL:
             lines.append(contentsOf: wrap("Python/native: by the innermost instruction (call) and the GIL (--native samples the CPU itself)"))

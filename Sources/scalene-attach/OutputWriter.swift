@@ -1,3 +1,4 @@
+import CScaleneSys
 import Export
 import Foundation
 import LiveView
@@ -65,10 +66,15 @@ final class OutputFiles: @unchecked Sendable {
     private var reported: Set<WriteFailure.Kind> = []
     private var reopenGeneration: UInt = 0
 
-    init(options: ProfileOptions) {
-        output = options.output.map { OutputFile(path: $0, keep: options.snapshotKeep) }
-        json = options.json.map { OutputFile(path: $0, keep: options.snapshotKeep) }
-        html = options.html.map { OutputFile(path: $0, keep: options.snapshotKeep) }
+    /// - Parameter pid: with several processes recorded, each one's files carry its pid before
+    ///   the extension (`profile.json` → `profile.1234.json`).
+    init(options: ProfileOptions, pid: Int32? = nil) {
+        func file(_ path: String?) -> OutputFile? {
+            path.map { path in OutputFile(path: pid.map { OutputFile.path(path, withPID: $0) } ?? path, keep: options.snapshotKeep) }
+        }
+        output = file(options.output)
+        json = file(options.json)
+        html = file(options.html)
     }
 
     /// Writes the reports, each file atomically (with --snapshot-keep, as a new timestamped file,
@@ -84,6 +90,21 @@ final class OutputFiles: @unchecked Sendable {
             do { try file.writeSnapshot(data) } catch { failures.append(error) }
         }
         return failures
+    }
+
+    /// Renders and writes one snapshot; a failure is reported once per kind, and never stops the
+    /// recording.
+    func writeReporting(_ job: SnapshotJob, writer: OutputWriter) {
+        let failures: [WriteFailure]
+        do throws(Failure) {
+            failures = write(try writer.render(main: job.main, whole: job.whole), reopenGeneration: scalene_reopen_generation())
+        } catch {
+            printError("scalene-attach: warning: a snapshot failed: \(error.message)")
+            return
+        }
+        for failure in firstOfTheirKind(failures) {
+            printError("scalene-attach: warning: \(failure) (snapshots go on; further failures of this kind are not reported)")
+        }
     }
 
     /// The failures not reported yet (one per kind), marked as reported.

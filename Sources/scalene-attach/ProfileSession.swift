@@ -19,11 +19,11 @@ struct ProfileSession {
 
     /// Injects the memory agent unless --cpu-only. A failure leaves the target untouched and the
     /// profile goes on with CPU only, saying why.
-    func startMemorySession(sampler: Sampler) -> MemorySession? {
+    func startMemorySession(sampler: Sampler, warningPrefix: String = "") -> MemorySession? {
         guard !options.cpuOnly else { return nil }
         let started = Self.startAgent(target: target, sampler: sampler, memoryWindow: options.memoryWindow,
                                       copyWindow: options.copyWindow)
-        if let warning = started.warning { printError("scalene-attach: warning: " + warning) }
+        if let warning = started.warning { printError("scalene-attach: warning: " + warningPrefix + warning) }
         return started.session
     }
 
@@ -51,11 +51,11 @@ struct ProfileSession {
 
     /// The native stack sampler for --native: perf events where the kernel allows them (nothing is
     /// stopped), else ptrace. Nil, with a warning, when neither can be used.
-    func startNativeSampler() -> (source: NativeStackSource, fallbackReason: String?)? {
+    func startNativeSampler(warningPrefix: String = "") -> (source: NativeStackSource, fallbackReason: String?)? {
         guard options.native else { return nil }
         let unwinder: NativeUnwinder
         do { unwinder = try NativeUnwinder(process: target.process, interpreterPaths: target.interpreterPaths) } catch {
-            printError("scalene-attach: warning: --native unavailable: \(error); using the opcode/GIL rule")
+            printError("scalene-attach: warning: \(warningPrefix)--native unavailable: \(error); using the opcode/GIL rule")
             return nil
         }
         var perfFailure: String?
@@ -68,18 +68,18 @@ struct ProfileSession {
                 case .ptraceNotPermitted: perfFailure = "\(error)"
                 }
                 if options.nativeMethod == .perf {
-                    printError("scalene-attach: warning: --native-method perf unavailable: \(perfFailure ?? ""); using the opcode/GIL rule")
+                    printError("scalene-attach: warning: \(warningPrefix)--native-method perf unavailable: \(perfFailure ?? ""); using the opcode/GIL rule")
                     return nil
                 }
             }
         }
         do { try PtraceStackSampler.probe(pid: target.pid) } catch {
-            printError("scalene-attach: warning: --native unavailable: perf events refused (\(perfFailure ?? "not tried")) "
+            printError("scalene-attach: warning: \(warningPrefix)--native unavailable: perf events refused (\(perfFailure ?? "not tried")) "
                        + "and ptrace refused (\(error)); using the opcode/GIL rule")
             return nil
         }
         if let perfFailure {
-            printError("scalene-attach: warning: perf events unavailable (\(perfFailure)); --native stops each running "
+            printError("scalene-attach: warning: \(warningPrefix)perf events unavailable (\(perfFailure)); --native stops each running "
                        + "thread for a moment per sample instead (ptrace)")
         }
         return (PtraceStackSampler(pid: target.pid, unwinder: unwinder), perfFailure)
@@ -94,51 +94,38 @@ struct ProfileSession {
         if writesFiles { scalene_install_reopen_handler() }
         // Over RLIMIT_FSIZE a write fails (EFBIG) and is reported, instead of killing us.
         scalene_ignore_file_size_signal()
-        let native = startNativeSampler()
-        let sampler = Sampler(target: target, options: options.samplerOptions, native: native?.source,
-                              nativeFallbackReason: native?.fallbackReason)
-        let memory = startMemorySession(sampler: sampler)
-        defer { memory?.detach() }
+        let recording = ProcessRecording(session: self)
+        let sampler = recording.sampler
+        let memory = recording.memory
         let writer = OutputWriter(options: options)
         let files = OutputFiles(options: options)
-        var snapshots = SnapshotSeries(mode: options.snapshotMode, sampler: sampler, memory: memory)
         // Snapshots are rendered and written on a thread of their own: a slow or full disk never
         // delays sampling. At most two wait; beyond, the newest waiting one absorbs the next.
+        let mode = options.snapshotMode
         let snapshotWriter = SerialWorker<SnapshotJob>(name: "snapshots", capacity: 2) { job in
-            let failures: [WriteFailure]
-            do throws(Failure) {
-                failures = files.write(try writer.render(main: job.main, whole: job.whole),
-                                       reopenGeneration: scalene_reopen_generation())
-            } catch {
-                printError("scalene-attach: warning: a snapshot failed: \(error.message)")
-                return
-            }
-            for failure in files.firstOfTheirKind(failures) {
-                printError("scalene-attach: warning: \(failure) (snapshots go on; further failures of this kind are not reported)")
-            }
+            files.writeReporting(job, writer: writer)
         }
         let showStatus = !options.quiet && scalene_isatty(2) != 0
         let durationNanoseconds = options.duration.map { UInt64($0 * 1e9) }
         let snapshotNanoseconds = options.snapshotInterval.map { UInt64($0 * 1e9) }
         var lastSnapshot = sampler.startMonotonic
-        let mode = options.snapshotMode
 
-        let end = sampler.run(
+        let end = recording.run(
             stop: { now in
                 if scalene_stop_requested() != 0 { return .interrupted(signal: scalene_stop_signal()) }
                 if let durationNanoseconds, now - sampler.startMonotonic >= durationNanoseconds { return .durationElapsed }
                 return nil
             },
-            everyTick: { now in
+            snapshotDue: { now in
+                guard writesFiles else { return false }
                 let due = snapshotNanoseconds.map { now - lastSnapshot >= $0 } ?? false
-                if (due || scalene_take_snapshot_request() != 0) && writesFiles {
-                    lastSnapshot = now
-                    snapshotWriter.submit(snapshots.take(end: .durationElapsed, now: now)) { earlier, later in
-                        SnapshotJob(combining: earlier, later, mode: mode)
-                    }
-                }
+                guard due || scalene_take_snapshot_request() != 0 else { return false }
+                lastSnapshot = now
+                return true
             },
-            housekeeping: { memory?.poll() },
+            deliver: { job in
+                snapshotWriter.submit(job) { earlier, later in SnapshotJob(combining: earlier, later, mode: mode) }
+            },
             status: { status in
                 guard showStatus else { return }
                 let line = String(format: "\r\u{1b}[K[scalene-attach] pid %d · %.1f s · %d samples · %.1f Hz · %d late · %d unreadable",
@@ -148,8 +135,7 @@ struct ProfileSession {
             })
         if showStatus { "\r\u{1b}[K".withCString { _ = write(2, $0, strlen($0)) } }
         // Restore the target first: the report can wait, the hooks should not.
-        memory?.detach()
-        let last = snapshots.take(end: end, now: scalene_monotonic_ns())
+        let last = recording.finish(end: end)
         let profile = last.whole
         // The snapshots still queued are written before the final report (in order, so that with
         // --snapshot-keep the newest file is the final one); a disk that hangs is not waited for.

@@ -22,6 +22,15 @@ final class Folder {
 
 @Suite("snapshot files")
 struct OutputFileTests {
+    @Test("one file per process: the pid goes before the first extension of the name, never into a folder")
+    func pidInPath() {
+        #expect(OutputFile.path("/var/tmp/web.json", withPID: 12) == "/var/tmp/web.12.json")
+        #expect(OutputFile.path("out/app.pb.gz", withPID: 7) == "out/app.7.pb.gz")
+        #expect(OutputFile.path("/srv/v1.2/profile", withPID: 3) == "/srv/v1.2/profile.3")
+        #expect(OutputFile.path(".profile.json", withPID: 5) == ".profile.5.json")
+        #expect(OutputFile.path("table", withPID: 9) == "table.9")
+    }
+
     @Test("timestamped snapshots: exactly N kept, oldest removed, other files untouched")
     func rotation() throws {
         let folder = try Folder()

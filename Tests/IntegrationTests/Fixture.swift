@@ -105,6 +105,22 @@ final class FixtureProcess: @unchecked Sendable {
         }
     }
 
+    /// What the fixture printed after the last line read, until end of file (or a second without
+    /// output: a process it started may hold the pipe open).
+    func remainingOutput() -> String {
+        let fd = stdout.fileHandleForReading.fileDescriptor
+        var out = buffered
+        buffered = Data()
+        var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        while poll(&pfd, 1, 1000) > 0 {
+            var chunk = [UInt8](repeating: 0, count: 65536)
+            let n = read(fd, &chunk, chunk.count)
+            if n <= 0 { break }
+            out.append(contentsOf: chunk[0..<n])
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+
     /// Writes a line to the fixture's stdin.
     func send(_ line: String) {
         stdin.fileHandleForWriting.write(Data((line + "\n").utf8))

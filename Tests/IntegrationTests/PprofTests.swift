@@ -13,6 +13,26 @@ struct RawPprof {
     /// "file:line" of each location id.
     var locations: [Int: String] = [:]
     var period: Int64?
+    /// The profile's start (`time_nanos`), in Unix seconds.
+    var start: Double?
+
+    /// "2026-12-02 04:51:38.786246144 +0000 UTC" → Unix seconds (pprof prints UTC).
+    static func epochSeconds(_ text: String) -> Double? {
+        let parts = text.split(separator: " ")
+        guard parts.count >= 2 else { return nil }
+        let day = parts[0].split(separator: "-").compactMap { Int($0) }
+        let clock = parts[1].split(separator: ":")
+        guard day.count == 3, clock.count == 3, let hour = Int(clock[0]), let minute = Int(clock[1]),
+              let second = Double(clock[2]) else { return nil }
+        var components = DateComponents()
+        components.timeZone = TimeZone(identifier: "UTC")
+        (components.year, components.month, components.day) = (day[0], day[1], day[2])
+        (components.hour, components.minute) = (hour, minute)
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = TimeZone(identifier: "UTC")!
+        guard let date = calendar.date(from: components) else { return nil }
+        return date.timeIntervalSince1970 + second
+    }
 
     /// Runs `go tool pprof ARGS...` and returns stdout; throws with stderr when it fails.
     static func goTool(_ arguments: [String]) throws -> String {
@@ -59,6 +79,7 @@ struct RawPprof {
             switch section {
             case .header:
                 if line.hasPrefix("Period: ") { period = Int64(line.dropFirst(8)) }
+                if line.hasPrefix("Time: ") { start = Self.epochSeconds(String(line.dropFirst(6))) }
             case .samples:
                 if sampleTypes.isEmpty {
                     sampleTypes = line.split(separator: " ").map { String($0.split(separator: "/")[0]) }

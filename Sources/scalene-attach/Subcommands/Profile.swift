@@ -20,6 +20,8 @@ struct ProfileCommand: ParsableCommand {
           scalene-attach --pid 1234 --snapshot-interval 60 --json /var/tmp/app.json   # production
           scalene-attach --pid 1234 --format pprof --output /var/tmp/app.pb.gz \\
               --snapshot-interval 60 --snapshot-mode delta --snapshot-keep 1440   # for pprof tools
+          scalene-attach --pid 1234 --subprocesses --output /var/tmp/web.json --format json
+              # the server and each worker: web.1234.json, web.1240.json, ... (--merge: one sum)
         """
     )
 
@@ -29,6 +31,16 @@ struct ProfileCommand: ParsableCommand {
     @OptionGroup var options: ProfileOptions
 
     func run() throws {
+        if options.subprocesses {
+            do { _ = try PythonTarget(pid: pid) } catch {
+                // The root of a family need not be Python itself (a shell, a supervisor).
+                guard case .notPython = error else { fail(Failure(error)) }
+                printError("scalene-attach: process \(pid) is not Python; recording its Python descendants")
+            }
+            let status = FamilySession(root: pid, options: options, launched: false).record()
+            if status != .success { throw ExitCode(status.rawValue) }
+            return
+        }
         let target: PythonTarget
         do { target = try PythonTarget(pid: pid) } catch { fail(Failure(error)) }
         let status = ProfileSession(target: target, options: options, launched: false).record()

@@ -101,6 +101,12 @@ struct ProfileOptions: ParsableArguments {
                                valueName: "n"))
     var snapshotKeep: Int?
 
+    @Flag(help: "Also record every Python process descended from the process, and those it starts while recorded (pre-fork servers, multiprocessing and process pools): each with its own sampler and agent; one report per process, its files named NAME.PID.EXT.")
+    var subprocesses = false
+
+    @Flag(help: "With --subprocesses: one report, the sum of every process (the same file and line add up).")
+    var merge = false
+
     /// The checks `profile`, `run` and `top` share: the rate and the two sampling windows.
     static func validateSampling(rate: Double, memoryWindow: String, copyWindow: String) throws {
         guard rate >= 1 && rate <= 100_000 else { throw ValidationError("--rate must be between 1 and 100000 Hz") }
@@ -131,6 +137,11 @@ struct ProfileOptions: ParsableArguments {
             throw ValidationError("--format pprof is binary: give --output FILE or redirect stdout")
         }
         if reduced && full { throw ValidationError("--reduced and --full are opposites; give one") }
+        if merge && !subprocesses { throw ValidationError("--merge sums the processes of --subprocesses; give both") }
+        if subprocesses && !merge && output == nil && format != .table {
+            throw ValidationError("--subprocesses writes one \(format.rawValue) report per process: give --output FILE "
+                                  + "(each process's is FILE with its pid before the extension) or --merge")
+        }
     }
 
     /// "1M" → 1048576; plain numbers are bytes.

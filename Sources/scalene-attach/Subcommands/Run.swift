@@ -46,7 +46,11 @@ struct RunCommand: ParsableCommand {
             fail(Failure("\(argv[0]) exited (status \(child.terminationStatus)) before its Python interpreter could be attached",
                          .processExited))
         }
-        _ = ProfileSession(target: target, options: options, launched: true).record()
+        if options.subprocesses {
+            _ = FamilySession(root: target.pid, options: options, launched: true).record()
+        } else {
+            _ = ProfileSession(target: target, options: options, launched: true).record()
+        }
         if child.isRunning {
             // Stopped by Ctrl-C or --duration: the program keeps running, as with --pid.
             printError("scalene-attach: stopped profiling; process \(pid) is still running")
