@@ -4,7 +4,9 @@ import Foundation
 import Injector
 import NativeStacks
 import Profiler
+import Push
 import PythonInspector
+import Reports
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -16,6 +18,8 @@ struct ProfileSession {
     var options: ProfileOptions
     /// Whether we launched the target (run) rather than attached to it.
     var launched: Bool
+    /// libcurl, loaded at the start with --push.
+    var curl: CurlLibrary? = nil
 
     /// Injects the memory agent unless --cpu-only. A failure leaves the target untouched and the
     /// profile goes on with CPU only, saying why.
@@ -101,10 +105,15 @@ struct ProfileSession {
         defer { memory?.detach() }
         let writer = OutputWriter(options: options)
         let files = OutputFiles(options: options)
-        var snapshots = SnapshotSeries(mode: options.snapshotMode, sampler: sampler, memory: memory)
+        // --push: every snapshot's interval (whatever --snapshot-mode says for --output) goes to
+        // the pusher's thread, which never delays this one.
+        let pusher = curl.map { PushSetup.start(options: options, library: $0, target: target) }
+        var snapshots = SnapshotSeries(mode: options.snapshotMode, intervals: pusher != nil, sampler: sampler, memory: memory)
         // Snapshots are rendered and written on a thread of their own: a slow or full disk never
         // delays sampling. At most two wait; beyond, the newest waiting one absorbs the next.
         let snapshotWriter = SerialWorker<SnapshotJob>(name: "snapshots", capacity: 2) { job in
+            if let pusher, let interval = job.pushed { pusher.submit(interval.snapshot) }
+            guard writesFiles else { return }
             let failures: [WriteFailure]
             do throws(Failure) {
                 failures = files.write(try writer.render(main: job.main, whole: job.whole),
@@ -119,7 +128,7 @@ struct ProfileSession {
         }
         let showStatus = !options.quiet && scalene_isatty(2) != 0
         let durationNanoseconds = options.duration.map { UInt64($0 * 1e9) }
-        let snapshotNanoseconds = options.snapshotInterval.map { UInt64($0 * 1e9) }
+        let snapshotNanoseconds = options.effectiveSnapshotInterval.map { UInt64($0 * 1e9) }
         var lastSnapshot = sampler.startMonotonic
         let mode = options.snapshotMode
 
@@ -131,7 +140,7 @@ struct ProfileSession {
             },
             everyTick: { now in
                 let due = snapshotNanoseconds.map { now - lastSnapshot >= $0 } ?? false
-                if (due || scalene_take_snapshot_request() != 0) && writesFiles {
+                if (due || scalene_take_snapshot_request() != 0) && (writesFiles || pusher != nil) {
                     lastSnapshot = now
                     snapshotWriter.submit(snapshots.take(end: .durationElapsed, now: now)) { earlier, later in
                         SnapshotJob(combining: earlier, later, mode: mode)
@@ -155,6 +164,11 @@ struct ProfileSession {
         // --snapshot-keep the newest file is the final one); a disk that hangs is not waited for.
         if !snapshotWriter.finish(timeout: 10) {
             printError("scalene-attach: warning: the last snapshots were not written within 10 s; skipped")
+        }
+        // The final interval is pushed too; the pusher has a bounded time to send what is left.
+        if let pusher {
+            if let interval = last.pushed { pusher.submit(interval.snapshot) }
+            PushSetup.finish(pusher, timeout: 10)
         }
         if let reason = profile.emptyReason { printError("scalene-attach: warning: the profile is empty: \(reason)") }
         do throws(Failure) {
@@ -181,48 +195,77 @@ struct ProfileSession {
     }
 }
 
+/// The interval since the previous push, and the Unix seconds it covers: `from` is the previous
+/// interval's `until`, so the pushed intervals tile the run.
+struct PushedInterval: Sendable {
+    var profile: Profile
+    var from: Int
+    var until: Int
+
+    /// Rendered on the snapshot thread (gzip-compressed pprof).
+    var snapshot: PushSnapshot {
+        PushSnapshot(from: from, until: until, startMilliseconds: Int64((profile.startEpoch * 1000).rounded(.down)),
+                     profile: PprofReport(profile: profile).render())
+    }
+}
+
 /// A snapshot to write: the main report's profile (the whole run, or the interval since the
-/// previous snapshot with --snapshot-mode delta) and the whole run's (--json, --html).
+/// previous snapshot with --snapshot-mode delta) and the whole run's (--json, --html); with
+/// --push, the interval to push.
 struct SnapshotJob: Sendable {
     var main: Profile
     var whole: Profile
+    var pushed: PushedInterval?
 
     /// Two snapshots that waited, as one: the later one; in delta mode its interval starts where
-    /// the earlier one's did (the two intervals summed), so no interval is lost.
+    /// the earlier one's did (the two intervals summed), so no interval is lost. The same for the
+    /// pushed interval.
     init(combining earlier: SnapshotJob, _ later: SnapshotJob, mode: SnapshotMode) {
         whole = later.whole
         main = mode == .delta ? Profile.consecutive(earlier.main, later.main) : later.main
+        if let first = earlier.pushed, let second = later.pushed {
+            pushed = PushedInterval(profile: Profile.consecutive(first.profile, second.profile), from: first.from, until: second.until)
+        } else {
+            pushed = later.pushed ?? earlier.pushed
+        }
     }
 
-    init(main: Profile, whole: Profile) {
+    init(main: Profile, whole: Profile, pushed: PushedInterval? = nil) {
         self.main = main
         self.whole = whole
+        self.pushed = pushed
     }
 }
 
 /// The profiles of successive snapshots of one recording.
 struct SnapshotSeries {
     let mode: SnapshotMode
+    /// Whether each snapshot carries its interval (--push): then the sampler keeps only the
+    /// current interval and the whole run is the sum of the intervals, in either mode.
+    let intervals: Bool
     let sampler: Sampler
     let memory: MemorySession?
-    /// Delta mode: the whole run so far, the sum of the intervals taken (the sampler keeps only
-    /// the current interval), and the memory profile at the previous snapshot.
+    /// With intervals: the whole run so far, the sum of the intervals taken (the sampler keeps
+    /// only the current interval), and the memory profile at the previous snapshot.
     private var whole: Profile?
     private var previousMemory: MemoryProfile?
+    /// The Unix second the previous pushed interval ended at.
+    private var previousUntil: Int?
 
-    init(mode: SnapshotMode, sampler: Sampler, memory: MemorySession?) {
+    init(mode: SnapshotMode, intervals: Bool = false, sampler: Sampler, memory: MemorySession?) {
         self.mode = mode
+        self.intervals = intervals
         self.sampler = sampler
         self.memory = memory
     }
 
     mutating func take(end: ProfileEnd, now: UInt64) -> SnapshotJob {
-        switch mode {
-        case .cumulative:
+        switch (mode, intervals) {
+        case (.cumulative, false):
             var profile = sampler.profile(end: end, now: now)
             profile.memory = memory?.profile(elapsed: profile.elapsed)
             return SnapshotJob(main: profile, whole: profile)
-        case .delta:
+        case (.delta, _), (.cumulative, true):
             var interval = sampler.takeInterval(end: end, now: now)
             var sum = whole.map { Profile.merged([$0, interval], end: end) ?? interval } ?? interval
             sum.end = end
@@ -234,7 +277,14 @@ struct SnapshotSeries {
                 previousMemory = cumulative
             }
             whole = sum
-            return SnapshotJob(main: interval, whole: sum)
+            var pushed: PushedInterval?
+            if intervals {
+                let from = previousUntil ?? PushSetup.epochSecond(interval.startEpoch)
+                let until = max(from, PushSetup.epochSecond(interval.startEpoch + interval.elapsed))
+                previousUntil = until
+                pushed = PushedInterval(profile: interval, from: from, until: until)
+            }
+            return SnapshotJob(main: mode == .delta ? interval : sum, whole: sum, pushed: pushed)
         }
     }
 }

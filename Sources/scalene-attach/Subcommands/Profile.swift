@@ -20,6 +20,14 @@ struct ProfileCommand: ParsableCommand {
           scalene-attach --pid 1234 --snapshot-interval 60 --json /var/tmp/app.json   # production
           scalene-attach --pid 1234 --format pprof --output /var/tmp/app.pb.gz \\
               --snapshot-interval 60 --snapshot-mode delta --snapshot-keep 1440   # for pprof tools
+          PYROSCOPE_AUTH_TOKEN=... scalene-attach --pid 1234 --push https://pyroscope:4040 \\
+              --push-label env=prod --quiet                   # continuous profiling
+
+        --push sends the interval since the previous push (pprof, every 10 s unless \
+        --snapshot-interval) to a Pyroscope server's ingest API; auth only from the environment \
+        (PYROSCOPE_AUTH_TOKEN, or PYROSCOPE_BASIC_AUTH_USER and PYROSCOPE_BASIC_AUTH_PASSWORD). \
+        While the server is down, snapshots wait in a bounded spool (--push-spool, --push-spool-max) \
+        and are sent oldest first when it answers again.
         """
     )
 
@@ -29,9 +37,11 @@ struct ProfileCommand: ParsableCommand {
     @OptionGroup var options: ProfileOptions
 
     func run() throws {
+        // libcurl first: a missing one fails before the process is touched.
+        let curl = PushSetup.loadLibrary(options)
         let target: PythonTarget
         do { target = try PythonTarget(pid: pid) } catch { fail(Failure(error)) }
-        let status = ProfileSession(target: target, options: options, launched: false).record()
+        let status = ProfileSession(target: target, options: options, launched: false, curl: curl).record()
         if status != .success { throw ExitCode(status.rawValue) }
     }
 }
