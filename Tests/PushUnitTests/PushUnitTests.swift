@@ -1,6 +1,9 @@
 import Foundation
-@testable import Push
+import Push
 import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// A folder removed at the end of a test.
 final class SpoolFolder {
