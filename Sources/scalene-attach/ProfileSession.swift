@@ -98,6 +98,10 @@ struct ProfileSession {
         if writesFiles { scalene_install_reopen_handler() }
         // Over RLIMIT_FSIZE a write fails (EFBIG) and is reported, instead of killing us.
         scalene_ignore_file_size_signal()
+        // --push: every snapshot's interval (whatever --snapshot-mode says for --output) goes to
+        // the pusher's thread, which never delays this one. Made first: a spool that cannot be
+        // used fails before anything is done to the target.
+        let pusher = curl.map { PushSetup.start(options: options, library: $0, target: target) }
         let native = startNativeSampler()
         let sampler = Sampler(target: target, options: options.samplerOptions, native: native?.source,
                               nativeFallbackReason: native?.fallbackReason)
@@ -105,9 +109,6 @@ struct ProfileSession {
         defer { memory?.detach() }
         let writer = OutputWriter(options: options)
         let files = OutputFiles(options: options)
-        // --push: every snapshot's interval (whatever --snapshot-mode says for --output) goes to
-        // the pusher's thread, which never delays this one.
-        let pusher = curl.map { PushSetup.start(options: options, library: $0, target: target) }
         var snapshots = SnapshotSeries(mode: options.snapshotMode, intervals: pusher != nil, sampler: sampler, memory: memory)
         // Snapshots are rendered and written on a thread of their own: a slow or full disk never
         // delays sampling. At most two wait; beyond, the newest waiting one absorbs the next.

@@ -297,4 +297,29 @@ struct PushTests {
         readelf.waitUntilExit()
         #expect(dynamic.contains("NEEDED") && !dynamic.contains("curl"), "libcurl is loaded at run time only: \(dynamic)")
     }
+
+    @Test("a 401 is final: the snapshot is dropped, told once; an unusable spool folder fails before sampling")
+    func refusedAndSpool() throws {
+        let server = try RecordingServer()
+        try server.set("reject")
+        let directory = try TemporaryDirectory()
+        let fixture = try FixtureProcess(python: python.path, script: Self.service, arguments: ["1"])
+        defer { fixture.kill() }
+        let result = try runTool(["--pid", String(fixture.pid), "--push", server.url, "--snapshot-interval", "0.5",
+                                  "--duration", "2", "--quiet", "--cpu-only", "--push-spool", directory.file("spool")])
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(occurrences(of: "refused a snapshot with HTTP 401: invalid token; dropped", in: result.stderr) == 1, "\(result.stderr)")
+        #expect((server.refused()["reject"] ?? 0) >= 3, "each snapshot was tried once: \(server.refused())")
+        #expect(folderEntries(directory.file("spool")).isEmpty, "a refused snapshot is not spooled")
+        #expect(!result.stderr.contains("spooling"), "\(result.stderr)")
+
+        let file = directory.file("not-a-folder")
+        try Data("x".utf8).write(to: URL(fileURLWithPath: file))
+        let unusable = try runTool(["--pid", String(fixture.pid), "--push", server.url, "--duration", "1", "--quiet",
+                                    "--cpu-only", "--push-spool", file])
+        #expect(unusable.status == 1, "\(unusable.stderr)")
+        #expect(unusable.stderr.contains("push spool \(file): not a folder") && unusable.stderr.split(separator: "\n").count == 1,
+                "\(unusable.stderr)")
+        #expect(fixture.isRunningUnstopped)
+    }
 }

@@ -20,8 +20,8 @@ struct ProfileCommand: ParsableCommand {
           scalene-attach --pid 1234 --snapshot-interval 60 --json /var/tmp/app.json   # production
           scalene-attach --pid 1234 --format pprof --output /var/tmp/app.pb.gz \\
               --snapshot-interval 60 --snapshot-mode delta --snapshot-keep 1440   # for pprof tools
-          PYROSCOPE_AUTH_TOKEN=... scalene-attach --pid 1234 --push https://pyroscope:4040 \\
-              --push-label env=prod --quiet                   # continuous profiling
+          PYROSCOPE_AUTH_TOKEN=... scalene-attach --pid 1234 --quiet \\
+              --push https://pyroscope:4040 --push-label env=prod   # to Pyroscope
 
         --push sends the interval since the previous push (pprof, every 10 s unless \
         --snapshot-interval) to a Pyroscope server's ingest API; auth only from the environment \
