@@ -146,6 +146,10 @@ struct PusherTests {
             pusher.submit(snapshot(second))
             usleep(30_000)
         }
+        // Recovery comes with the back-off (0.05 s doubling to 0.2 s); finish makes one attempt
+        // only when the server is still down, so it waits for the recovery here.
+        let deadline = Date().addingTimeInterval(10)
+        while transport.froms.count < 6 && Date() < deadline { usleep(10_000) }
         let summary = pusher.finish(timeout: 5)
         #expect(transport.froms == (1...6).map(String.init), "\(transport.froms)")
         #expect(summary.sent == 6 && summary.leftInSpool == 0 && summary.drained)
