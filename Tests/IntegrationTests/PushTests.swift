@@ -197,18 +197,28 @@ struct PushTests {
         let cumulative = directory.file("whole.pb.gz")
         let tool = try BackgroundTool(["--pid", String(fixture.pid), "--push", server.url, "--snapshot-interval", "1",
                                        "--duration", "12", "--quiet", "--cpu-only", "--include-idle", "--push-timeout", "1.5",
-                                       "--push-spool", spool, "--format", "pprof", "--output", cumulative])
+                                       "--push-spool", spool, "--push-spool-max", "1M", "--format", "pprof", "--output", cumulative])
         defer { tool.kill() }
-        // 503 for 3 s, then a server that takes requests and never answers for 3 s, then well.
-        usleep(3_000_000)
-        #expect(tool.stderr.contains("server answers HTTP 503"), "\(tool.stderr)")
-        #expect(!folderEntries(spool).isEmpty, "snapshots wait in the spool")
+        var largest = 0
+        /// Sleeps, watching the spool's size.
+        func watch(_ seconds: Double) {
+            let until = Date().addingTimeInterval(seconds)
+            while Date() < until {
+                largest = max(largest, folderBytes(spool))
+                usleep(50_000)
+            }
+        }
+        // 503 for about 3 s, then a server that takes requests and never answers for 3 s, then well.
+        #expect(eventually(6) { tool.stderr.contains("server answers HTTP 503") }, "\(tool.stderr)")
+        #expect(eventually(3) { !folderEntries(spool).isEmpty }, "snapshots wait in the spool")
+        watch(1.5)
         try server.set("hang")
-        usleep(3_000_000)
+        watch(3)
         #expect(tool.isRunning, "\(tool.stderr)")
         let spooled = folderEntries(spool).count
         #expect(spooled >= 3, "the spool holds the outage's snapshots: \(folderEntries(spool))")
         #expect(try server.requests().isEmpty)
+        #expect(largest <= 1 << 20, "within the spool's bound: \(largest) bytes")
         try server.set("ok")
         let status = tool.wait(timeout: 40)
         #expect(status == 0, "\(tool.stderr)")
