@@ -135,6 +135,8 @@ public struct IngestTarget: Sendable {
     /// The request's headers (the tenant, the bearer token, the multipart type); basic auth goes
     /// through `userPassword` (libcurl encodes it).
     public func headers(boundary: String) -> [String] {
+        // "Expect:" turns off libcurl's `Expect: 100-continue` (up to a second's wait with servers
+        // that do not answer it).
         var headers = ["Content-Type: multipart/form-data; boundary=\(boundary)", "Expect:"]
         if let tenant { headers.append("X-Scope-OrgID: \(tenant)") }
         if case .bearer(let token) = auth { headers.append("Authorization: Bearer \(token)") }

@@ -78,7 +78,9 @@ public final class Pusher: @unchecked Sendable {
         self.spool = spool
         self.report = report
         summary.spoolDirectory = spool.directory
-        let thread = Thread { [unowned self] in
+        // The thread holds the pusher: after a `finish` that gave up on a hung request, the thread
+        // may still return from it later, and must find the pusher there.
+        let thread = Thread {
             // Signals belong to the sampling thread.
             scalene_block_handled_signals()
             self.loop()
