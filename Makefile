@@ -16,8 +16,9 @@ TOOL_FLAGS   ?= -c release --static-swift-stdlib -Xlinker --strip-debug
 TEST_FLAGS   ?= -c release --scratch-path .build-tests
 DEB_PACKAGES := libelf-dev libunwind-dev libpython3-dev patchelf gpgv debian-archive-keyring zlib1g-dev
 # What the view tests drive: a real terminal (tmux) and a real browser (headless chromium); the
-# pprof reader the pprof and snapshot tests read our files with (go tool pprof); prlimit (util-linux).
-TEST_DEB_PACKAGES := tmux chromium util-linux golang-go
+# pprof reader the pprof and snapshot tests read our files with (go tool pprof); prlimit (util-linux);
+# libcurl, which --push loads at run time (the push tests; the tool never links it).
+TEST_DEB_PACKAGES := tmux chromium util-linux golang-go libcurl4
 BIN_DIR       = $(shell $(SWIFT) build $(TOOL_FLAGS) --show-bin-path 2>/dev/null)
 AGENT        := build/libscalene_agent.so
 

@@ -48,6 +48,10 @@ let package = Package(
         .target(name: "ProcessFamily", dependencies: ["RemoteProcess", "PythonInspector"]),
         // Long runs: atomic and rotated snapshot files, and the thread that writes them.
         .target(name: "Export", dependencies: ["CScaleneSys"]),
+        // --push: libcurl loaded with dlopen only when asked for (no link-time dependency), and
+        // Pyroscope's ingest API, the spool and the thread that pushes.
+        .target(name: "CCurl"),
+        .target(name: "Push", dependencies: ["CCurl", "CScaleneSys"]),
         // The readers that take remote bytes, driven by arbitrary input (libFuzzer and corpus replay).
         .target(name: "FuzzTargets", dependencies: ["RemoteProcess", "CPythonLayouts", "PythonInspector", "Profiler", "Injector"]),
         .executableTarget(name: "scalene-fuzz", dependencies: ["FuzzTargets", "PythonInspector", "RemoteProcess", "CPythonLayouts"]),
@@ -59,7 +63,7 @@ let package = Package(
             name: "scalene-attach",
             dependencies: [
                 "RemoteProcess", "PythonInspector", "Profiler", "Injector", "Reports", "LiveView", "NativeStacks", "CScaleneSys",
-                "Export", "ProcessFamily",
+                "Export", "ProcessFamily", "Push",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -73,6 +77,7 @@ let package = Package(
         .testTarget(name: "ReportsTests", dependencies: ["Reports", "Profiler", "CPythonLayouts"]),
         .testTarget(name: "ExportTests", dependencies: ["Export"]),
         .testTarget(name: "ProcessFamilyTests", dependencies: ["ProcessFamily"]),
+        .testTarget(name: "PushUnitTests", dependencies: ["Push"]),
         .testTarget(name: "LiveViewTests", dependencies: ["LiveView", "Profiler", "CPythonLayouts"]),
         .testTarget(name: "IntegrationTests", dependencies: ["PythonInspector", "RemoteProcess"]),
         .testTarget(name: "FuzzCorpusTests", dependencies: ["FuzzTargets", "RemoteProcess"]),

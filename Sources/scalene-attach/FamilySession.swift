@@ -2,6 +2,7 @@ import CScaleneSys
 import Export
 import Foundation
 import ProcessFamily
+import Push
 import Profiler
 import PythonInspector
 import RemoteProcess
@@ -22,6 +23,8 @@ struct FamilySession {
     var options: ProfileOptions
     /// Whether we launched the root (run) rather than attached to it.
     var launched: Bool
+    /// libcurl, loaded at the start with --push (which needs --merge: one series for the family).
+    var curl: CurlLibrary? = nil
 
     static let pollSeconds = 0.25
 
@@ -32,18 +35,25 @@ struct FamilySession {
         if writesFiles { scalene_install_reopen_handler() }
         scalene_ignore_file_size_signal()
 
+        let pusher = curl.map {
+            PushSetup.start(options: options, library: $0, pid: root, commandLine: (try? TargetProcess(pid: root))?.commandLine() ?? [])
+        }
         let watcher = FamilyWatcher(root: root)
         let board = FamilyBoard()
         let reports = FamilyReports(options: options)
-        let writer = SerialWorker<FamilyJob>(name: "snapshots", capacity: 2) { job in reports.write(job) }
+        let writer = SerialWorker<FamilyJob>(name: "snapshots", capacity: 2) { job in
+            if let pusher, let interval = job.merged?.pushed { pusher.submit(interval.snapshot) }
+            // Without files, only the final reports (tables on stdout) are written.
+            reports.write(writesFiles ? job : FamilyJob(finals: job.finals))
+        }
         let mode = options.snapshotMode
         var members = [ProcessIdentity: FamilyMember]()
-        var merged = MergedFamily(mode: mode, root: root)
+        var merged = MergedFamily(mode: mode, root: root, pushing: pusher != nil)
         var ended = 0
         var rootExited = false
         let start = scalene_monotonic_ns()
         let durationNanoseconds = options.duration.map { UInt64($0 * 1e9) }
-        let snapshotNanoseconds = options.snapshotInterval.map { UInt64($0 * 1e9) }
+        let snapshotNanoseconds = options.effectiveSnapshotInterval.map { UInt64($0 * 1e9) }
         var lastSnapshot = start
         var lastPoll: UInt64 = 0
         var collecting: (epoch: Int, deadline: UInt64)?
@@ -90,7 +100,7 @@ struct FamilySession {
                 lastPoll = now
                 let family = watcher.poll(now: Double(now) / 1e9)
                 for found in family.found where members[found.identity] == nil {
-                    let member = FamilyMember(found: found, options: options, board: board, start: start)
+                    let member = FamilyMember(found: found, options: options, board: board, pushing: pusher != nil)
                     members[found.identity] = member
                     member.start()
                     // For a process started while recording, how soon it was found.
@@ -109,7 +119,7 @@ struct FamilySession {
                 }
             }
             // Snapshots: every recording is asked at once; their answers are written together.
-            if collecting == nil, writesFiles,
+            if collecting == nil, writesFiles || pusher != nil,
                snapshotNanoseconds.map({ now - lastSnapshot >= $0 }) ?? false || scalene_take_snapshot_request() != 0 {
                 lastSnapshot = now
                 // A recording answers after its next sample; at low rates that is a while.
@@ -149,6 +159,10 @@ struct FamilySession {
             guard let last = merged.final(end: stopReason ?? .targetExited) else {
                 fail(Failure("no Python process was found in process \(root)'s family", .notPython))
             }
+            if let pusher {
+                if let interval = last.pushed { pusher.submit(interval.snapshot) }
+                PushSetup.finish(pusher, timeout: 10)
+            }
             reports.writeFinal(last)
         }
         if reports.written == 0 && !options.merge {
@@ -169,9 +183,9 @@ final class FamilyMember: @unchecked Sendable {
     let label: String
     private let options: ProfileOptions
     private let board: FamilyBoard
-    private let familyStart: UInt64
+    private let pushing: Bool
 
-    init(found: FamilyWatcher.Found, options: ProfileOptions, board: FamilyBoard, start: UInt64) {
+    init(found: FamilyWatcher.Found, options: ProfileOptions, board: FamilyBoard, pushing: Bool) {
         identity = found.identity
         target = found.target
         // "python3 pool.py --workers 4": paths shortened to their last part, as a report header shows.
@@ -180,7 +194,7 @@ final class FamilyMember: @unchecked Sendable {
         label = command.count > 60 ? String(command.prefix(57)) + "..." : command
         self.options = options
         self.board = board
-        familyStart = start
+        self.pushing = pushing
         board.join(identity)
     }
 
@@ -197,7 +211,7 @@ final class FamilyMember: @unchecked Sendable {
 
     private func record() {
         let session = ProfileSession(target: target, options: options, launched: false)
-        let recording = ProcessRecording(session: session, warningPrefix: "process \(identity.pid): ")
+        let recording = ProcessRecording(session: session, intervals: pushing, warningPrefix: "process \(identity.pid): ")
         let executable = try? target.process.executablePath()
         var lastExecutableCheck = scalene_monotonic_ns()
         var answered = board.epoch
@@ -308,6 +322,12 @@ struct MergedFamily {
     /// The merged profile is described as this process's (its pid and command line) when it is
     /// Python: a sum takes its description from the first profile summed.
     let root: Int32
+    /// --push: the interval since the previous push is summed as well (whatever the mode).
+    let pushing: Bool
+    /// The Unix second the previous pushed interval ended at.
+    private var pushedUntil: Int?
+    /// Intervals to push not yet in a snapshot (of processes that ended).
+    private var unpushed = [Profile]()
     /// The whole recording of every process that ended, summed.
     private var retired: Profile?
     /// The latest whole recording of each live process.
@@ -315,9 +335,10 @@ struct MergedFamily {
     /// Delta mode: intervals of ended processes not yet in a snapshot.
     private var unsnapshotted = [Profile]()
 
-    init(mode: SnapshotMode, root: Int32) {
+    init(mode: SnapshotMode, root: Int32, pushing: Bool) {
         self.mode = mode
         self.root = root
+        self.pushing = pushing
     }
 
     private func sum(_ profiles: [Profile]) -> Profile? {
@@ -326,37 +347,53 @@ struct MergedFamily {
 
     mutating func absorbPending(_ job: SnapshotJob) {
         if mode == .delta { unsnapshotted.append(job.main) }
+        if let pushed = job.pushed { unpushed.append(pushed.profile) }
     }
 
     mutating func retire(_ identity: ProcessIdentity, _ final: SnapshotJob) {
         latest[identity] = nil
         retired = retired.map { sum([$0, final.whole]) ?? final.whole } ?? final.whole
         if mode == .delta { unsnapshotted.append(final.main) }
+        if let pushed = final.pushed { unpushed.append(pushed.profile) }
         foldUnsnapshotted()
     }
 
     /// Keeps the list of waiting intervals short: they are summed as they come.
     private mutating func foldUnsnapshotted() {
         if unsnapshotted.count > 1, let total = sum(unsnapshotted) { unsnapshotted = [total] }
+        if unpushed.count > 1, let total = sum(unpushed) { unpushed = [total] }
     }
 
     /// One snapshot of the family from the recordings' answers.
     mutating func snapshot(_ answers: [FamilyJob.Part]) -> SnapshotJob? {
         for answer in answers { latest[answer.identity] = answer.job.whole }
         guard let whole = sum(Array(latest.values) + (retired.map { [$0] } ?? [])) else { return nil }
-        guard mode == .delta else { return SnapshotJob(main: whole, whole: whole) }
+        let pushed = takePushed(answers.compactMap { $0.job.pushed?.profile })
+        guard mode == .delta else { return SnapshotJob(main: whole, whole: whole, pushed: pushed) }
         let intervals = answers.map(\.job.main) + unsnapshotted
         unsnapshotted = []
-        return SnapshotJob(main: sum(intervals) ?? whole, whole: whole)
+        return SnapshotJob(main: sum(intervals) ?? whole, whole: whole, pushed: pushed)
+    }
+
+    /// The family's interval to push: the processes' intervals summed, from the previous push's
+    /// end (so the pushed intervals tile the recording) to the latest of them.
+    private mutating func takePushed(_ intervals: [Profile]) -> PushedInterval? {
+        guard pushing, let interval = sum(intervals + unpushed) else { return nil }
+        unpushed = []
+        let from = pushedUntil ?? PushSetup.epochSecond(interval.startEpoch)
+        let until = max(from, PushSetup.epochSecond(interval.startEpoch + interval.elapsed))
+        pushedUntil = until
+        return PushedInterval(profile: interval, from: from, until: until)
     }
 
     /// The last report: every process's whole recording (they have all ended by now).
-    func final(end: ProfileEnd) -> SnapshotJob? {
+    mutating func final(end: ProfileEnd) -> SnapshotJob? {
         guard var whole = retired else { return nil }
         whole.end = end
-        guard mode == .delta, var main = sum(unsnapshotted) else { return SnapshotJob(main: whole, whole: whole) }
+        let pushed = takePushed([])
+        guard mode == .delta, var main = sum(unsnapshotted) else { return SnapshotJob(main: whole, whole: whole, pushed: pushed) }
         main.end = end
-        return SnapshotJob(main: main, whole: whole)
+        return SnapshotJob(main: main, whole: whole, pushed: pushed)
     }
 }
 

@@ -14,14 +14,15 @@ final class ProcessRecording {
     private var snapshots: SnapshotSeries
 
     /// Starts the native stack sampler (--native) and the memory agent. `warningPrefix` names the
-    /// process in warnings when several are recorded.
-    init(session: ProfileSession, warningPrefix: String = "") {
+    /// process in warnings when several are recorded; with `intervals` (--push) every snapshot
+    /// carries the interval since the previous one.
+    init(session: ProfileSession, intervals: Bool = false, warningPrefix: String = "") {
         self.session = session
         let native = session.startNativeSampler(warningPrefix: warningPrefix)
         sampler = Sampler(target: session.target, options: session.options.samplerOptions, native: native?.source,
                           nativeFallbackReason: native?.fallbackReason)
         memory = session.startMemorySession(sampler: sampler, warningPrefix: warningPrefix)
-        snapshots = SnapshotSeries(mode: session.options.snapshotMode, sampler: sampler, memory: memory)
+        snapshots = SnapshotSeries(mode: session.options.snapshotMode, intervals: intervals, sampler: sampler, memory: memory)
     }
 
     deinit { memory?.detach() }

@@ -4,7 +4,9 @@ import Foundation
 import Injector
 import NativeStacks
 import Profiler
+import Push
 import PythonInspector
+import Reports
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -16,6 +18,8 @@ struct ProfileSession {
     var options: ProfileOptions
     /// Whether we launched the target (run) rather than attached to it.
     var launched: Bool
+    /// libcurl, loaded at the start with --push.
+    var curl: CurlLibrary? = nil
 
     /// Injects the memory agent unless --cpu-only. A failure leaves the target untouched and the
     /// profile goes on with CPU only, saying why.
@@ -94,7 +98,11 @@ struct ProfileSession {
         if writesFiles { scalene_install_reopen_handler() }
         // Over RLIMIT_FSIZE a write fails (EFBIG) and is reported, instead of killing us.
         scalene_ignore_file_size_signal()
-        let recording = ProcessRecording(session: self)
+        // --push: every snapshot's interval (whatever --snapshot-mode says for --output) goes to
+        // the pusher's thread, which never delays this one. Made first: a spool that cannot be
+        // used fails before anything is done to the target.
+        let pusher = curl.map { PushSetup.start(options: options, library: $0, target: target) }
+        let recording = ProcessRecording(session: self, intervals: pusher != nil)
         let sampler = recording.sampler
         let memory = recording.memory
         let writer = OutputWriter(options: options)
@@ -103,11 +111,12 @@ struct ProfileSession {
         // delays sampling. At most two wait; beyond, the newest waiting one absorbs the next.
         let mode = options.snapshotMode
         let snapshotWriter = SerialWorker<SnapshotJob>(name: "snapshots", capacity: 2) { job in
-            files.writeReporting(job, writer: writer)
+            if let pusher, let interval = job.pushed { pusher.submit(interval.snapshot) }
+            if writesFiles { files.writeReporting(job, writer: writer) }
         }
         let showStatus = !options.quiet && scalene_isatty(2) != 0
         let durationNanoseconds = options.duration.map { UInt64($0 * 1e9) }
-        let snapshotNanoseconds = options.snapshotInterval.map { UInt64($0 * 1e9) }
+        let snapshotNanoseconds = options.effectiveSnapshotInterval.map { UInt64($0 * 1e9) }
         var lastSnapshot = sampler.startMonotonic
 
         let end = recording.run(
@@ -117,7 +126,7 @@ struct ProfileSession {
                 return nil
             },
             snapshotDue: { now in
-                guard writesFiles else { return false }
+                guard writesFiles || pusher != nil else { return false }
                 let due = snapshotNanoseconds.map { now - lastSnapshot >= $0 } ?? false
                 guard due || scalene_take_snapshot_request() != 0 else { return false }
                 lastSnapshot = now
@@ -141,6 +150,11 @@ struct ProfileSession {
         // --snapshot-keep the newest file is the final one); a disk that hangs is not waited for.
         if !snapshotWriter.finish(timeout: 10) {
             printError("scalene-attach: warning: the last snapshots were not written within 10 s; skipped")
+        }
+        // The final interval is pushed too; the pusher has a bounded time to send what is left.
+        if let pusher {
+            if let interval = last.pushed { pusher.submit(interval.snapshot) }
+            PushSetup.finish(pusher, timeout: 10)
         }
         if let reason = profile.emptyReason { printError("scalene-attach: warning: the profile is empty: \(reason)") }
         do throws(Failure) {
@@ -167,48 +181,77 @@ struct ProfileSession {
     }
 }
 
+/// The interval since the previous push, and the Unix seconds it covers: `from` is the previous
+/// interval's `until`, so the pushed intervals tile the run.
+struct PushedInterval: Sendable {
+    var profile: Profile
+    var from: Int
+    var until: Int
+
+    /// Rendered on the snapshot thread (gzip-compressed pprof).
+    var snapshot: PushSnapshot {
+        PushSnapshot(from: from, until: until, startMilliseconds: Int64((profile.startEpoch * 1000).rounded(.down)),
+                     profile: PprofReport(profile: profile).render())
+    }
+}
+
 /// A snapshot to write: the main report's profile (the whole run, or the interval since the
-/// previous snapshot with --snapshot-mode delta) and the whole run's (--json, --html).
+/// previous snapshot with --snapshot-mode delta) and the whole run's (--json, --html); with
+/// --push, the interval to push.
 struct SnapshotJob: Sendable {
     var main: Profile
     var whole: Profile
+    var pushed: PushedInterval?
 
     /// Two snapshots that waited, as one: the later one; in delta mode its interval starts where
-    /// the earlier one's did (the two intervals summed), so no interval is lost.
+    /// the earlier one's did (the two intervals summed), so no interval is lost. The same for the
+    /// pushed interval.
     init(combining earlier: SnapshotJob, _ later: SnapshotJob, mode: SnapshotMode) {
         whole = later.whole
         main = mode == .delta ? Profile.consecutive(earlier.main, later.main) : later.main
+        if let first = earlier.pushed, let second = later.pushed {
+            pushed = PushedInterval(profile: Profile.consecutive(first.profile, second.profile), from: first.from, until: second.until)
+        } else {
+            pushed = later.pushed ?? earlier.pushed
+        }
     }
 
-    init(main: Profile, whole: Profile) {
+    init(main: Profile, whole: Profile, pushed: PushedInterval? = nil) {
         self.main = main
         self.whole = whole
+        self.pushed = pushed
     }
 }
 
 /// The profiles of successive snapshots of one recording.
 struct SnapshotSeries {
     let mode: SnapshotMode
+    /// Whether each snapshot carries its interval (--push): then the sampler keeps only the
+    /// current interval and the whole run is the sum of the intervals, in either mode.
+    let intervals: Bool
     let sampler: Sampler
     let memory: MemorySession?
-    /// Delta mode: the whole run so far, the sum of the intervals taken (the sampler keeps only
-    /// the current interval), and the memory profile at the previous snapshot.
+    /// With intervals: the whole run so far, the sum of the intervals taken (the sampler keeps
+    /// only the current interval), and the memory profile at the previous snapshot.
     private var whole: Profile?
     private var previousMemory: MemoryProfile?
+    /// The Unix second the previous pushed interval ended at.
+    private var previousUntil: Int?
 
-    init(mode: SnapshotMode, sampler: Sampler, memory: MemorySession?) {
+    init(mode: SnapshotMode, intervals: Bool = false, sampler: Sampler, memory: MemorySession?) {
         self.mode = mode
+        self.intervals = intervals
         self.sampler = sampler
         self.memory = memory
     }
 
     mutating func take(end: ProfileEnd, now: UInt64) -> SnapshotJob {
-        switch mode {
-        case .cumulative:
+        switch (mode, intervals) {
+        case (.cumulative, false):
             var profile = sampler.profile(end: end, now: now)
             profile.memory = memory?.profile(elapsed: profile.elapsed)
             return SnapshotJob(main: profile, whole: profile)
-        case .delta:
+        case (.delta, _), (.cumulative, true):
             var interval = sampler.takeInterval(end: end, now: now)
             var sum = whole.map { Profile.merged([$0, interval], end: end) ?? interval } ?? interval
             sum.end = end
@@ -220,7 +263,14 @@ struct SnapshotSeries {
                 previousMemory = cumulative
             }
             whole = sum
-            return SnapshotJob(main: interval, whole: sum)
+            var pushed: PushedInterval?
+            if intervals {
+                let from = previousUntil ?? PushSetup.epochSecond(interval.startEpoch)
+                let until = max(from, PushSetup.epochSecond(interval.startEpoch + interval.elapsed))
+                previousUntil = until
+                pushed = PushedInterval(profile: interval, from: from, until: until)
+            }
+            return SnapshotJob(main: mode == .delta ? interval : sum, whole: sum, pushed: pushed)
         }
     }
 }

@@ -22,6 +22,14 @@ struct ProfileCommand: ParsableCommand {
               --snapshot-interval 60 --snapshot-mode delta --snapshot-keep 1440   # for pprof tools
           scalene-attach --pid 1234 --subprocesses --output /var/tmp/web.json --format json
               # the server and each worker: web.1234.json, web.1240.json, ... (--merge: one sum)
+          PYROSCOPE_AUTH_TOKEN=... scalene-attach --pid 1234 --quiet \\
+              --push https://pyroscope:4040 --push-label env=prod   # to Pyroscope
+
+        --push sends the interval since the previous push (pprof, every 10 s unless \
+        --snapshot-interval) to a Pyroscope server's ingest API; auth only from the environment \
+        (PYROSCOPE_AUTH_TOKEN, or PYROSCOPE_BASIC_AUTH_USER and PYROSCOPE_BASIC_AUTH_PASSWORD). \
+        While the server is down, snapshots wait in a bounded spool (--push-spool, --push-spool-max) \
+        and are sent oldest first when it answers again.
         """
     )
 
@@ -31,19 +39,21 @@ struct ProfileCommand: ParsableCommand {
     @OptionGroup var options: ProfileOptions
 
     func run() throws {
+        // libcurl first: a missing one fails before the process is touched.
+        let curl = PushSetup.loadLibrary(options)
         if options.subprocesses {
             do { _ = try PythonTarget(pid: pid) } catch {
                 // The root of a family need not be Python itself (a shell, a supervisor).
                 guard case .notPython = error else { fail(Failure(error)) }
                 printError("scalene-attach: process \(pid) is not Python; recording its Python descendants")
             }
-            let status = FamilySession(root: pid, options: options, launched: false).record()
+            let status = FamilySession(root: pid, options: options, launched: false, curl: curl).record()
             if status != .success { throw ExitCode(status.rawValue) }
             return
         }
         let target: PythonTarget
         do { target = try PythonTarget(pid: pid) } catch { fail(Failure(error)) }
-        let status = ProfileSession(target: target, options: options, launched: false).record()
+        let status = ProfileSession(target: target, options: options, launched: false, curl: curl).record()
         if status != .success { throw ExitCode(status.rawValue) }
     }
 }

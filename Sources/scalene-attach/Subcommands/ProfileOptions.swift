@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Profiler
+import Push
 import Reports
 
 /// Output formats of the main report.
@@ -106,6 +107,40 @@ struct ProfileOptions: ParsableArguments {
 
     @Flag(help: "With --subprocesses: one report, the sum of every process (the same file and line add up).")
     var merge = false
+    @Option(help: ArgumentHelp("Push each snapshot interval (pprof) to this Pyroscope server, or Grafana Alloy's pyroscope.receive_http (POST URL/ingest); a snapshot every 10 s unless --snapshot-interval; auth from PYROSCOPE_AUTH_TOKEN or PYROSCOPE_BASIC_AUTH_USER/_PASSWORD.",
+                               valueName: "url"))
+    var push: String?
+
+    @Option(help: ArgumentHelp("--push: the application name (default: the target's script or executable name, else python).",
+                               valueName: "name"))
+    var pushApp: String?
+
+    @Option(help: ArgumentHelp("--push: a label added to service_name, host and pid (repeatable).", valueName: "key=value"))
+    var pushLabel: [String] = []
+
+    @Option(help: ArgumentHelp("--push: the tenant, sent as X-Scope-OrgID.", valueName: "id"))
+    var pushTenant: String?
+
+    @Option(help: ArgumentHelp("--push: seconds a request may take (connecting: at most 5).", valueName: "seconds"))
+    var pushTimeout: Double = 15
+
+    @Option(help: ArgumentHelp("--push: where snapshots wait while the server cannot take them (default: a private folder under $XDG_RUNTIME_DIR, else /var/tmp/scalene-attach-spool-PID).",
+                               valueName: "dir"))
+    var pushSpool: String?
+
+    @Option(help: ArgumentHelp("--push: the spool's bound; beyond it the oldest snapshots are dropped (suffixes K, M, G).",
+                               valueName: "bytes"))
+    var pushSpoolMax: String = "64M"
+
+    /// How often snapshots are taken: --snapshot-interval, else every 10 s with --push (as
+    /// Pyroscope's own clients upload).
+    var effectiveSnapshotInterval: Double? { snapshotInterval ?? (push != nil ? 10 : nil) }
+
+    /// The --push-label labels, checked.
+    var pushLabels: [PushLabel] { (try? pushLabel.map { label throws(PushError) in try PushLabel.parse(label) }) ?? [] }
+
+    /// --push-spool-max in bytes.
+    var pushSpoolMaxBytes: UInt64 { Self.byteCount(pushSpoolMax) ?? 64 << 20 }
 
     /// The checks `profile`, `run` and `top` share: the rate and the two sampling windows.
     static func validateSampling(rate: Double, memoryWindow: String, copyWindow: String) throws {
@@ -121,9 +156,10 @@ struct ProfileOptions: ParsableArguments {
         try Self.validateSampling(rate: rate, memoryWindow: memoryWindow, copyWindow: copyWindow)
         if let duration, duration <= 0 { throw ValidationError("--duration must be positive") }
         if let snapshotInterval, snapshotInterval < 0.1 { throw ValidationError("--snapshot-interval must be at least 0.1 s") }
-        if snapshotInterval != nil && output == nil && json == nil && html == nil {
-            throw ValidationError("--snapshot-interval needs --output, --json or --html to write to")
+        if snapshotInterval != nil && output == nil && json == nil && html == nil && push == nil {
+            throw ValidationError("--snapshot-interval needs --output, --json, --html or --push to write to")
         }
+        try validatePush()
         if let snapshotKeep {
             guard snapshotKeep >= 1 else { throw ValidationError("--snapshot-keep must be at least 1") }
             if output == nil && json == nil && html == nil {
@@ -138,9 +174,38 @@ struct ProfileOptions: ParsableArguments {
         }
         if reduced && full { throw ValidationError("--reduced and --full are opposites; give one") }
         if merge && !subprocesses { throw ValidationError("--merge sums the processes of --subprocesses; give both") }
+        if subprocesses && push != nil && !merge {
+            throw ValidationError("--push with --subprocesses needs --merge: the family is pushed as one series, "
+                                  + "labelled with the given process's pid")
+        }
         if subprocesses && !merge && output == nil && format != .table {
             throw ValidationError("--subprocesses writes one \(format.rawValue) report per process: give --output FILE "
                                   + "(each process's is FILE with its pid before the extension) or --merge")
+        }
+    }
+
+    func validatePush() throws {
+        guard let push else {
+            let given = [("--push-app", pushApp != nil), ("--push-label", !pushLabel.isEmpty), ("--push-tenant", pushTenant != nil),
+                         ("--push-spool", pushSpool != nil)].filter(\.1).map(\.0)
+            if let first = given.first { throw ValidationError("\(first) needs --push URL") }
+            return
+        }
+        do throws(PushError) {
+            _ = try IngestTarget.validateServer(push)
+            for label in pushLabel { _ = try PushLabel.parse(label) }
+        } catch {
+            throw ValidationError(error.description)
+        }
+        if let pushApp, pushApp.isEmpty || IngestTarget.sanitisedApplication(pushApp) != pushApp {
+            throw ValidationError("--push-app must be letters, digits, _, - or . (got '\(pushApp)')")
+        }
+        if let pushTenant, pushTenant.isEmpty || pushTenant.contains(where: { $0.isNewline || $0 == "\r" }) {
+            throw ValidationError("--push-tenant must be a non-empty single line")
+        }
+        guard pushTimeout >= 0.1 && pushTimeout <= 600 else { throw ValidationError("--push-timeout must be between 0.1 and 600 seconds") }
+        guard let bytes = Self.byteCount(pushSpoolMax), bytes >= 1024 else {
+            throw ValidationError("--push-spool-max must be a size of at least 1K, like 16M (got '\(pushSpoolMax)')")
         }
     }
 

@@ -32,6 +32,8 @@ struct RunCommand: ParsableCommand {
 
     func run() throws {
         let argv = Array(command.drop(while: { $0 == "--" }))
+        // libcurl first: a missing one fails before the program is started.
+        let curl = PushSetup.loadLibrary(options)
         let child = Process()
         child.executableURL = URL(fileURLWithPath: Self.resolve(argv[0]))
         child.arguments = Array(argv.dropFirst())
@@ -47,9 +49,9 @@ struct RunCommand: ParsableCommand {
                          .processExited))
         }
         if options.subprocesses {
-            _ = FamilySession(root: target.pid, options: options, launched: true).record()
+            _ = FamilySession(root: target.pid, options: options, launched: true, curl: curl).record()
         } else {
-            _ = ProfileSession(target: target, options: options, launched: true).record()
+            _ = ProfileSession(target: target, options: options, launched: true, curl: curl).record()
         }
         if child.isRunning {
             // Stopped by Ctrl-C or --duration: the program keeps running, as with --pid.
