@@ -190,4 +190,34 @@ struct SubprocessTests {
         let top = try RawPprof.goTool(["-raw", paths[paths.count - 1]])
         #expect(top.contains("pid \(pool.fixture.pid)"), "\(python): \(top.prefix(300))")
     }
+
+    @Test("--push with --merge: the family's intervals, one series labelled with the root's pid, tile the run and sum to the merged profile")
+    func mergedPush() throws {
+        let python = Self.mergeInterpreters[Self.mergeInterpreters.count / 2]
+        let server = try RecordingServer()
+        let directory = try TemporaryDirectory()
+        let pool = try Pool(python: python)
+        usleep(300_000)
+        let whole = directory.file("whole.pb.gz")
+        let result = try runTool(["--pid", "\(pool.fixture.pid)", "--subprocesses", "--merge", "--duration", "5", "--quiet",
+                                  "--cpu-only", "--include-idle", "--push", server.url, "--snapshot-interval", "1",
+                                  "--push-spool", directory.file("spool"), "--format", "pprof", "--output", whole], timeout: 90)
+        _ = pool.stop()
+        try #require(result.status == 0, "\(python): \(result.stderr)")
+        #expect(!result.stderr.contains("push:"), "no push failure: \(result.stderr)")
+        let requests = try server.requests()
+        #expect((4...7).contains(requests.count), "\(python): \(requests.count) pushes")
+        for request in requests {
+            #expect(request.query["name"]?.contains("pid=\(pool.fixture.pid)") == true, "\(request.query)")
+        }
+        for (previous, next) in zip(requests, requests.dropFirst()) {
+            #expect(next.from == previous.until, "\(python): \(previous.from)..\(previous.until) then \(next.from)..\(next.until)")
+        }
+        let pushed = try RawPprof(files: requests.map(\.profile))
+        let merged = try RawPprof(files: [whole])
+        print("\(python): \(requests.count) family pushes, \(pushed.total("samples")) samples vs \(merged.total("samples")) in the merged profile")
+        #expect(pushed.total("samples") == merged.total("samples"), "\(pushed.total("samples")) vs \(merged.total("samples"))")
+        let wall = Double(merged.total("wall"))
+        #expect(abs(Double(pushed.total("wall")) - wall) <= 0.001 * wall, "\(pushed.total("wall")) vs \(wall)")
+    }
 }
