@@ -123,18 +123,28 @@ struct RawPprof {
         return samples.reduce(0) { $0 + $1.values[column] }
     }
 
-    /// Per "file:line", the sum of one sample type over the samples whose innermost frame in
-    /// `file` is that line: our table's rule (time lands on the innermost frame of a profiled
-    /// file), with `file` the one profiled file.
+    /// Per "file:line" of `file`, the sum of one sample type over the samples whose innermost
+    /// frame of a profiled file is that line: our table's rule (time lands on the innermost frame
+    /// of a profiled file; the standard library, packages and "<...>" pseudo files are not
+    /// profiled). A frame read torn, whose file is not a library's, takes the time as it does in
+    /// our table.
     func byLine(_ type: String, in file: String) -> [String: Int64] {
         guard let column = index(type) else { return [:] }
         var result = [String: Int64]()
         for sample in samples {
-            guard let place = sample.locations.lazy.compactMap({ self.locations[$0] })
-                .first(where: { $0.hasPrefix(file + ":") }) else { continue }
+            guard let place = sample.locations.lazy.compactMap({ self.locations[$0] }).first(where: Self.isProfiled),
+                  place.hasPrefix(file + ":") else { continue }
             result[place, default: 0] += sample.values[column]
         }
         return result
+    }
+
+    /// Whether a "path:line" location is in a profiled file by the default rule (FileFilter's).
+    static func isProfiled(_ place: String) -> Bool {
+        let path = place.lastIndex(of: ":").map { String(place[..<$0]) } ?? place
+        if path.hasPrefix("<") || path.hasPrefix("[") { return false }
+        return !(path.contains("/site-packages/") || path.contains("/dist-packages/")
+                 || path.contains("/lib/python3.") || path.contains("/lib64/python3."))
     }
 }
 
