@@ -29,11 +29,7 @@ struct FamilySession {
     static let pollSeconds = 0.25
 
     func record() -> ExitStatus {
-        scalene_install_stop_handlers()
-        scalene_install_snapshot_handler()
-        let writesFiles = options.output != nil || options.json != nil || options.html != nil
-        if writesFiles { scalene_install_reopen_handler() }
-        scalene_ignore_file_size_signal()
+        let writesFiles = ProfileSession.installSignalHandlers(options: options)
 
         let pusher = curl.map {
             PushSetup.start(options: options, library: $0, pid: root, commandLine: (try? TargetProcess(pid: root))?.commandLine() ?? [])

@@ -89,8 +89,9 @@ struct ProfileSession {
         return (PtraceStackSampler(pid: target.pid, unwinder: unwinder), perfFailure)
     }
 
-    /// Records and reports. Returns the exit status.
-    func record() -> ExitStatus {
+    /// The signals a recording acts on: Ctrl-C, SIGTERM and SIGHUP stop it, SIGUSR1 asks for a
+    /// snapshot. Returns whether the recording writes files.
+    static func installSignalHandlers(options: ProfileOptions) -> Bool {
         scalene_install_stop_handlers()
         scalene_install_snapshot_handler()
         let writesFiles = options.output != nil || options.json != nil || options.html != nil
@@ -98,6 +99,12 @@ struct ProfileSession {
         if writesFiles { scalene_install_reopen_handler() }
         // Over RLIMIT_FSIZE a write fails (EFBIG) and is reported, instead of killing us.
         scalene_ignore_file_size_signal()
+        return writesFiles
+    }
+
+    /// Records and reports. Returns the exit status.
+    func record() -> ExitStatus {
+        let writesFiles = Self.installSignalHandlers(options: options)
         // --push: every snapshot's interval (whatever --snapshot-mode says for --output) goes to
         // the pusher's thread, which never delays this one. Made first: a spool that cannot be
         // used fails before anything is done to the target.

@@ -61,60 +61,6 @@ func folderBytes(_ path: String) -> Int {
     }
 }
 
-/// Runs the tool in the background with extra environment variables.
-final class BackgroundTool: @unchecked Sendable {
-    let process = Process()
-    private let errors = LockedData()
-    private let done = DispatchGroup()
-
-    init(_ arguments: [String], environment: [String: String] = [:]) throws {
-        process.executableURL = URL(fileURLWithPath: Package.tool)
-        process.arguments = arguments
-        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-        process.standardOutput = FileHandle.nullDevice
-        let pipe = Pipe()
-        process.standardError = pipe
-        try process.run()
-        done.enter()
-        let sink = errors
-        DispatchQueue.global().async { [done] in
-            var all = Data()
-            while true {
-                let chunk = pipe.fileHandleForReading.availableData
-                if chunk.isEmpty { break }
-                all.append(chunk)
-                sink.set(all)
-            }
-            done.leave()
-        }
-    }
-
-    deinit { kill() }
-
-    var stderr: String { errors.string }
-    var isRunning: Bool { process.isRunning }
-
-    /// Waits for the tool to end by itself (at most `timeout` seconds, then it is killed).
-    func wait(timeout: TimeInterval) -> Int32? {
-        let deadline = Date().addingTimeInterval(timeout)
-        while process.isRunning && Date() < deadline { usleep(20_000) }
-        if process.isRunning {
-            kill()
-            return nil
-        }
-        process.waitUntilExit()
-        done.wait()
-        return process.terminationStatus
-    }
-
-    func kill() {
-        if process.isRunning {
-            Glibc.kill(process.processIdentifier, SIGKILL)
-            process.waitUntilExit()
-        }
-    }
-}
-
 func occurrences(of text: String, in haystack: String) -> Int { haystack.components(separatedBy: text).count - 1 }
 
 /// `--push`: snapshots sent to a Pyroscope ingest endpoint (our own recording server on
@@ -195,7 +141,7 @@ struct PushTests {
         let fixture = try FixtureProcess(python: python.path, script: Self.service, arguments: ["2"])
         defer { fixture.kill() }
         let cumulative = directory.file("whole.pb.gz")
-        let tool = try BackgroundTool(["--pid", String(fixture.pid), "--push", server.url, "--snapshot-interval", "1",
+        let tool = try RunningTool(["--pid", String(fixture.pid), "--push", server.url, "--snapshot-interval", "1",
                                        "--duration", "12", "--quiet", "--cpu-only", "--include-idle", "--push-timeout", "1.5",
                                        "--push-spool", spool, "--push-spool-max", "1M", "--format", "pprof", "--output", cumulative])
         defer { tool.kill() }
@@ -250,7 +196,7 @@ struct PushTests {
         let fixture = try FixtureProcess(python: python.path, script: Self.service, arguments: ["1"])
         defer { fixture.kill() }
         let bound = 6 * 1024
-        let tool = try BackgroundTool(["--pid", String(fixture.pid), "--push", server.url, "--snapshot-interval", "0.2",
+        let tool = try RunningTool(["--pid", String(fixture.pid), "--push", server.url, "--snapshot-interval", "0.2",
                                        "--duration", "5", "--quiet", "--cpu-only", "--push-spool", spool,
                                        "--push-spool-max", "6K"])
         defer { tool.kill() }

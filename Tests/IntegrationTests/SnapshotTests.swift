@@ -12,10 +12,12 @@ final class RunningTool: @unchecked Sendable {
     private let done = DispatchGroup()
 
     /// - Parameter launcher: a command that runs the tool (`prlimit --fsize=N`), if any.
-    init(_ arguments: [String], launcher: [String] = []) throws {
+    /// - Parameter environment: variables added to ours.
+    init(_ arguments: [String], launcher: [String] = [], environment: [String: String] = [:]) throws {
         let command = launcher + [Package.tool] + arguments
         process.executableURL = URL(fileURLWithPath: command[0])
         process.arguments = Array(command.dropFirst())
+        if !environment.isEmpty { process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
         process.standardOutput = FileHandle.nullDevice
         let pipe = Pipe()
         process.standardError = pipe
@@ -40,6 +42,21 @@ final class RunningTool: @unchecked Sendable {
     var stderr: String { errors.string }
 
     func signal(_ number: Int32) { Glibc.kill(pid, number) }
+
+    var isRunning: Bool { process.isRunning }
+
+    /// Waits for the tool to end by itself (at most `timeout` seconds, then it is killed: nil).
+    func wait(timeout: TimeInterval) -> Int32? {
+        let deadline = Date().addingTimeInterval(timeout)
+        while process.isRunning && Date() < deadline { usleep(20_000) }
+        if process.isRunning {
+            kill()
+            return nil
+        }
+        process.waitUntilExit()
+        done.wait()
+        return process.terminationStatus
+    }
 
     /// SIGINT (Ctrl-C) and the exit status.
     func interrupt(timeout: TimeInterval = 30) -> Int32 {
