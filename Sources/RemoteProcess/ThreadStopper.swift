@@ -89,10 +89,20 @@ public final class ThreadStopper {
         throw .failed(pid: pid, detail: "threads kept appearing while stopping the process")
     }
 
+    /// Whether a thread is gone or a zombie (exited, not yet reaped).
+    static func hasExited(pid: Int32, tid: Int32) -> Bool {
+        guard let bytes = try? ProcFiles.read("/proc/\(pid)/task/\(tid)/stat"), let stat = ThreadStat(parsing: bytes) else {
+            return true
+        }
+        return stat.state == "Z" || stat.state == "X"
+    }
+
     private func seize(_ tid: Int32, timeoutNanoseconds: UInt64) throws(TraceError) {
         if scalene_ptrace_seize(tid, 0) != 0 {
             let code = errno
             if code == ESRCH { return } // the thread exited meanwhile
+            // The kernel also refuses (EPERM) a thread that is exiting: listed, but already dead.
+            if code == EPERM, Self.hasExited(pid: pid, tid: tid) { return }
             if code == EPERM || code == EACCES { throw .permissionDenied(pid: pid) }
             throw .failed(pid: pid, detail: "PTRACE_SEIZE \(tid): \(String(cString: strerror(code)))")
         }

@@ -209,16 +209,18 @@ final class FamilyMember: @unchecked Sendable {
         let session = ProfileSession(target: target, options: options, launched: false)
         let recording = ProcessRecording(session: session, intervals: pushing, warningPrefix: "process \(identity.pid): ")
         let executable = try? target.process.executablePath()
-        var lastExecutableCheck = scalene_monotonic_ns()
+        var lastIdentityCheck = scalene_monotonic_ns()
         var answered = board.epoch
         let end = recording.run(
-            stop: { [board] now in
+            stop: { [board, identity] now in
                 if scalene_stop_requested() != 0 { return .interrupted(signal: scalene_stop_signal()) }
                 if let reason = board.stopReason { return reason }
-                // A process that exec'd another program is no longer the one recorded.
-                if now - lastExecutableCheck > 500_000_000 {
-                    lastExecutableCheck = now
-                    if let path = try? target.process.executablePath(), path != executable { return .targetExited }
+                // A process that exited (its pid may already name another process or thread) or
+                // exec'd another program is no longer the one recorded.
+                if now - lastIdentityCheck > 100_000_000 {
+                    lastIdentityCheck = now
+                    guard let status = ProcessStatus.read(pid: identity.pid), status.identity == identity, !status.hasExited,
+                          (try? target.process.executablePath()) == executable else { return .targetExited }
                 }
                 return nil
             },

@@ -20,8 +20,8 @@ struct ProfileCommand: ParsableCommand {
           scalene-attach --pid 1234 --snapshot-interval 60 --json /var/tmp/app.json   # production
           scalene-attach --pid 1234 --format pprof --output /var/tmp/app.pb.gz \\
               --snapshot-interval 60 --snapshot-mode delta --snapshot-keep 1440   # for pprof tools
-          scalene-attach --pid 1234 --subprocesses --output /var/tmp/web.json --format json
-              # the server and each worker: web.1234.json, web.1240.json, ... (--merge: one sum)
+          scalene-attach --pid 1234 --subprocesses --format json --output web.json
+              # the server and each worker: web.1234.json, web.1240.json, ...; --merge: one sum
           PYROSCOPE_AUTH_TOKEN=... scalene-attach --pid 1234 --quiet \\
               --push https://pyroscope:4040 --push-label env=prod   # to Pyroscope
 
