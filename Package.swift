@@ -79,7 +79,7 @@ let package = Package(
         .testTarget(name: "ProcessFamilyTests", dependencies: ["ProcessFamily"]),
         .testTarget(name: "PushUnitTests", dependencies: ["Push"]),
         .testTarget(name: "LiveViewTests", dependencies: ["LiveView", "Profiler", "CPythonLayouts"]),
-        .testTarget(name: "IntegrationTests", dependencies: ["PythonInspector", "RemoteProcess"]),
+        .testTarget(name: "IntegrationTests", dependencies: ["PythonInspector", "RemoteProcess", "ProcessFamily", "Profiler"]),
         .testTarget(name: "FuzzCorpusTests", dependencies: ["FuzzTargets", "RemoteProcess"]),
     ],
     swiftLanguageModes: [.v6]

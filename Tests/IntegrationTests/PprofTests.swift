@@ -1,4 +1,5 @@
 import Foundation
+import Profiler
 import Testing
 #if canImport(Glibc)
 import Glibc
@@ -139,12 +140,11 @@ struct RawPprof {
         return result
     }
 
-    /// Whether a "path:line" location is in a profiled file by the default rule (FileFilter's).
+    /// Whether a "path:line" location is in a profiled file by the default rule (FileFilter's);
+    /// our own pseudo locations ("[no Python stack]") are not.
     static func isProfiled(_ place: String) -> Bool {
         let path = place.lastIndex(of: ":").map { String(place[..<$0]) } ?? place
-        if path.hasPrefix("<") || path.hasPrefix("[") { return false }
-        return !(path.contains("/site-packages/") || path.contains("/dist-packages/")
-                 || path.contains("/lib/python3.") || path.contains("/lib64/python3."))
+        return !path.hasPrefix("[") && FileFilter().isProfiled(path)
     }
 }
 

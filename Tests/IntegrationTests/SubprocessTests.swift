@@ -1,4 +1,5 @@
 import Foundation
+import ProcessFamily
 import Testing
 #if canImport(Glibc)
 import Glibc
@@ -20,23 +21,8 @@ struct SubprocessTests {
             fixture = try FixtureProcess(python: python.path, script: SubprocessTests.pool, arguments: ["2", "3"])
         }
 
-        /// The live descendants of `root`, from the parent pids in /proc.
         static func descendants(of root: Int32) -> Set<Int32> {
-            var parents = [Int32: Int32]()
-            for name in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] {
-                guard let pid = Int32(name), let stat = try? String(contentsOfFile: "/proc/\(name)/stat", encoding: .utf8),
-                      let close = stat.lastIndex(of: ")") else { continue }
-                let fields = stat[stat.index(after: close)...].split(separator: " ")
-                if fields.count > 1, let parent = Int32(fields[1]) { parents[pid] = parent }
-            }
-            var result = Set<Int32>()
-            var frontier: Set<Int32> = [root]
-            while !frontier.isEmpty {
-                let next = Set(parents.filter { frontier.contains($0.value) }.keys).subtracting(result)
-                result.formUnion(next)
-                frontier = next
-            }
-            return result
+            Set(ProcessTree.descendants(of: root).map(\.identity.pid))
         }
 
         /// Kills the pool and every process it started (by pid), and returns what it printed.
@@ -109,8 +95,7 @@ struct SubprocessTests {
         // Detached: no process of the family is left stopped, and the pool goes on working.
         let detached = Date().timeIntervalSince1970
         for pid in Pool.descendants(of: pool.fixture.pid).union([pool.fixture.pid]) {
-            let stat = (try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8)) ?? ""
-            if let close = stat.lastIndex(of: ")"), let state = stat[stat.index(after: close)...].split(separator: " ").first {
+            if let state = ProcessStatus.read(pid: pid)?.state {
                 #expect(state != "T" && state != "t", "\(python): process \(pid) left stopped")
             }
         }
