@@ -89,6 +89,13 @@ struct DumpTests {
         let marks = try markers(in: script)
         let fixture = try FixtureProcess(python: python.path, script: script)
         defer { fixture.kill() }
+        // READY is printed before the main thread calls spin, and the spinner may not have reached
+        // it yet on a busy machine: wait (bounded) until both threads are in spin.
+        for _ in 0..<30 {
+            let output = try dump(pid: fixture.pid)
+            if output.threads.count == 2 && output.threads.allSatisfy({ $0.frames.first?.function == "spin" }) { break }
+            usleep(100_000)
+        }
         // A blocking dump sees a consistent stack on the first try.
         let stopped = try dump(pid: fixture.pid, blocking: true)
         try checkBusy(stopped, marks: marks, pid: fixture.pid)
