@@ -105,6 +105,32 @@ final class FixtureProcess: @unchecked Sendable {
         }
     }
 
+    /// The lines the fixture prints, read until one satisfies `done` or `timeout` passes (no error:
+    /// the caller judges what arrived).
+    func lines(timeout: TimeInterval, until done: (String) -> Bool) -> [String] {
+        var seen = [String]()
+        let deadline = Date().addingTimeInterval(timeout)
+        let fd = stdout.fileHandleForReading.fileDescriptor
+        while true {
+            if let range = buffered.firstRange(of: Data([10])) {
+                let line = String(decoding: buffered[buffered.startIndex..<range.lowerBound], as: UTF8.self)
+                buffered.removeSubrange(buffered.startIndex..<range.upperBound)
+                seen.append(line)
+                if done(line) { return seen }
+                continue
+            }
+            let remaining = deadline.timeIntervalSinceNow
+            guard remaining > 0 else { return seen }
+            var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            if poll(&pfd, 1, Int32(min(remaining, 1) * 1000)) > 0 {
+                var chunk = [UInt8](repeating: 0, count: 4096)
+                let n = read(fd, &chunk, chunk.count)
+                if n <= 0 { return seen }
+                buffered.append(contentsOf: chunk[0..<n])
+            }
+        }
+    }
+
     /// What the fixture printed after the last line read, until end of file (or a second without
     /// output: a process it started may hold the pipe open).
     func remainingOutput() -> String {
