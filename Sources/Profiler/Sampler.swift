@@ -64,8 +64,27 @@ public final class Sampler {
     private var gilState: Range<UInt64>??
     /// The GIL's hand-off count at the last tick.
     private var lastGILSwitches: UInt64?
-    /// At most this many ticks pass between two reads of an idle thread's run time.
+    /// At most this many ticks pass between two reads of an idle thread's run time, when the
+    /// target's process CPU clock cannot be read; with it, at least this many pass between two
+    /// checks of all idle threads that it calls for.
     static let idleCheckTicks = 8
+    /// With the process CPU clock, an idle thread's run time is read at least this often all the
+    /// same (a safety net: the clock already tells when any thread not read has run).
+    static let idleRecheckTicks = 128
+    /// The target's CPU clock (all threads): CPU it used that the threads read did not show means
+    /// that a thread taken for idle ran (native code without the GIL, or a thread with no Python
+    /// state). Nil where it cannot be read.
+    private let processClock: ProcessClock?
+    private var lastProcessCPU: UInt64?
+    /// CPU seen this tick in the threads read (nanoseconds).
+    private var seenCPU: UInt64 = 0
+    /// CPU the process used beyond what its threads were seen to use, since the last full check
+    /// of idle threads (floored at zero: schedstat lags a running thread by up to a scheduler tick).
+    private var unaccountedCPU: UInt64 = 0
+    /// What `unaccountedCPU` may reach before idle threads are checked: a scheduler tick (10 ms at
+    /// most) of lag per running thread, and one more for the time between the reads.
+    private var unaccountedAllowance: UInt64 = 10_000_000
+    private var lastFullIdleCheck = 0
     /// The target's argv, read at the start: /proc/PID/cmdline is gone once the target has exited
     /// (run mode reports after the program's exit).
     private let startArguments: [String]
@@ -146,6 +165,7 @@ public final class Sampler {
         lastTick = startMonotonic
         schedule = SamplingSchedule(rateHz: options.rate, start: startMonotonic, seed: startMonotonic ^ 0x5ca1e)
         samplerCPUStart = Self.threadCPUSeconds()
+        processClock = ProcessClock(pid: target.pid)
         statistics.requestedRate = options.rate
         startArguments = target.process.commandLine()
     }
@@ -223,18 +243,31 @@ public final class Sampler {
         let handOffs = offCPU ? (gilState ?? nil).flatMap { observer.threads.gilHandOffs(gil: $0.lowerBound) } : nil
         let noHandOff = handOffs != nil && handOffs?.switches == lastGILSwitches
         lastGILSwitches = handOffs?.switches
+        // Native code that runs without the GIL moves no hand-off count: the process CPU clock
+        // tells when some thread not read has used CPU, and only then are the idle threads' run
+        // times read (at most every `idleCheckTicks` ticks; without the clock, each thread's that often).
+        let processCPU = processClock?.read()
+        let clocked = processCPU != nil && lastProcessCPU != nil
+        let checkAll = clocked && unaccountedCPU > unaccountedAllowance
+            && statistics.ticks - lastFullIdleCheck >= Self.idleCheckTicks
+        let recheckTicks = clocked ? Self.idleRecheckTicks : Self.idleCheckTicks
+        if checkAll {
+            lastFullIdleCheck = statistics.ticks
+            unaccountedCPU = 0
+        }
         var idle = Set<Int32>()
         for (tid, track) in tracks where !track.last.running {
             // The last holder may have taken the GIL again without the count moving (a lone
             // thread waking from a sleep does): its run time is always read.
-            if noHandOff && !track.lastHeldGIL && track.threadState != handOffs?.lastHolder
-                && statistics.ticks - track.lastClockTick < Self.idleCheckTicks {
+            if noHandOff && !track.lastHeldGIL && track.threadState != handOffs?.lastHolder && !checkAll
+                && statistics.ticks - track.lastClockTick < recheckTicks {
                 idle.insert(tid)
             } else if let runTime = track.clock.runTime(), runTime == track.lastCPU {
                 idle.insert(tid)
                 track.lastClockTick = statistics.ticks
             }
         }
+        seenCPU = 0
         do {
             observations = try observer.observe(threadIDs: threadIDs, unchanged: { idle.contains($0) })
         } catch {
@@ -326,6 +359,16 @@ public final class Sampler {
             retire(track)
             tracks[tid] = nil
         }
+        if let processCPU {
+            if let last = lastProcessCPU, processCPU >= last {
+                let used = processCPU - last
+                unaccountedCPU = used > seenCPU ? unaccountedCPU &+ (used - seenCPU)
+                                                : unaccountedCPU - min(unaccountedCPU, seenCPU - used)
+            }
+            lastProcessCPU = processCPU
+            let running = tracks.values.reduce(0) { $0 + ($1.last.running ? 1 : 0) }
+            unaccountedAllowance = 10_000_000 * UInt64(running + 1)
+        }
         return true
     }
 
@@ -360,6 +403,7 @@ public final class Sampler {
         flushIdle(track, sinceStart: sinceStart - Double(now &- track.lastTime) / 1e9)
         let wall = Double(now &- track.lastTime) / 1e9
         let cpuNanoseconds = reading.cpuNanoseconds >= track.lastCPU ? reading.cpuNanoseconds - track.lastCPU : 0
+        seenCPU &+= cpuNanoseconds
         track.cpuDebt += Double(cpuNanoseconds) / 1e9
         let cpu = min(track.cpuDebt, wall)
         track.cpuDebt -= cpu

@@ -25,6 +25,8 @@ public struct ThreadReader<Memory: ProcessMemory>: Sendable {
     /// Thread lists longer than this are treated as corrupt.
     public var maximumThreads = 4096
     private let threadReadSize: Int
+    /// The version's GIL layout, looked up once (the sampler asks for it every tick).
+    private let gilOffsets: GILOffsets?
     /// Bytes read per thread state: every field the readers use.
     public var readSize: Int { threadReadSize }
 
@@ -36,6 +38,7 @@ public struct ThreadReader<Memory: ProcessMemory>: Sendable {
         threadReadSize = max(max(t.next, t.interp, t.frame, t.threadID, t.nativeThreadID ?? 0, t.baseFrame ?? 0,
                                  t.datastackChunk ?? 0) + 8,
                              (t.holdsGIL ?? 0) + 4)
+        gilOffsets = LayoutTables.gil(for: layout.version)
     }
 
     /// The main interpreter (id 0): `interpreters.main` where known, else found in the list.
@@ -121,7 +124,7 @@ public struct ThreadReader<Memory: ProcessMemory>: Sendable {
     /// The memory of the interpreter's GIL (`struct _gil_runtime_state`): a thread blocked in a futex
     /// inside it waits for the GIL. Nil when the version's GIL layout is unknown.
     public func gilState(interpreter: UInt64) -> Range<UInt64>? {
-        guard let gil = LayoutTables.gil(for: layout.version) else { return nil }
+        guard let gil = gilOffsets else { return nil }
         let start: UInt64
         if let offset = gil.runtimeOffset {
             start = runtimeAddress &+ UInt64(offset)
@@ -139,7 +142,7 @@ public struct ThreadReader<Memory: ProcessMemory>: Sendable {
     /// only when a thread other than the last holder takes the GIL: unchanged between two reads,
     /// no thread but the last holder can have run Python code in between.
     public func gilHandOffs(gil: UInt64) -> (switches: UInt64, lastHolder: UInt64)? {
-        guard let offsets = LayoutTables.gil(for: layout.version), let switches = offsets.switchNumber,
+        guard let offsets = gilOffsets, let switches = offsets.switchNumber,
               let holder = offsets.lastHolder,
               let bytes = try? memory.remoteBytes(at: gil &+ UInt64(holder), count: switches + 8 - holder),
               let count = bytes.integer(UInt64.self, at: switches - holder),
