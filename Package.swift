@@ -1,4 +1,4 @@
-// swift-tools-version: 6.0
+// swift-tools-version: 6.1
 import PackageDescription
 
 let package = Package(
@@ -10,7 +10,8 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         // pprof's profile.proto (the runtime library only: the generated messages are committed).
-        .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
+        // No traits: its default BinaryDelimitedStreams imports Foundation, which would link ICU.
+        .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0", traits: []),
     ],
     targets: [
         // What Swift cannot call directly: variadic ptrace, wait-status macros, process_vm_readv.
@@ -30,6 +31,10 @@ let package = Package(
                                            "-Xlinker", "-l:liblzma.a"])]
         ),
 
+        // Threads, locks and text formatting (printf numbers, JSON) without Foundation, which would
+        // link ICU and most of the binary's size and start-up time with it.
+        .target(name: "Threads", dependencies: ["CScaleneSys"]),
+        .target(name: "TextFormatting"),
         .target(name: "RemoteProcess", dependencies: ["CScaleneSys"]),
         // libelf and its zlib are linked statically (Debian's libelf-dev and zlib1g-dev ship the
         // archives): the tool needs nothing beyond glibc at run time.
@@ -39,31 +44,31 @@ let package = Package(
         .target(name: "PythonInspector", dependencies: ["RemoteProcess", "ELFSymbols", "CPythonLayouts"]),
         .target(name: "NativeStacks", dependencies: ["CNativeStacks", "ELFSymbols", "RemoteProcess", "CScaleneSys"]),
         .target(name: "Profiler", dependencies: ["RemoteProcess", "PythonInspector", "NativeStacks", "CScaleneSys"]),
-        .target(name: "Injector", dependencies: ["RemoteProcess", "ELFSymbols", "PythonInspector", "Profiler", "CAgentProtocol", "CScaleneSys"]),
+        .target(name: "Injector", dependencies: ["RemoteProcess", "ELFSymbols", "PythonInspector", "Profiler", "CAgentProtocol", "CScaleneSys", "TextFormatting"]),
         // gzip for pprof (zlib's deflateInit2 is a macro); libz.so.1 is needed by libelf already.
         .target(name: "CZlib", linkerSettings: [.unsafeFlags(["-Xlinker", "-l:libz.a"])]),
-        .target(name: "Reports", dependencies: ["Profiler", "PythonInspector", "CZlib",
+        .target(name: "Reports", dependencies: ["Profiler", "PythonInspector", "CZlib", "TextFormatting",
                                                 .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
         // --subprocesses: a process and its Python descendants, found as they appear.
         .target(name: "ProcessFamily", dependencies: ["RemoteProcess", "PythonInspector"]),
         // Long runs: atomic and rotated snapshot files, and the thread that writes them.
-        .target(name: "Export", dependencies: ["CScaleneSys"]),
+        .target(name: "Export", dependencies: ["CScaleneSys", "Threads", "TextFormatting"]),
         // --push: libcurl loaded with dlopen only when asked for (no link-time dependency), and
         // Pyroscope's ingest API, the spool and the thread that pushes.
         .target(name: "CCurl"),
-        .target(name: "Push", dependencies: ["CCurl", "CScaleneSys"]),
+        .target(name: "Push", dependencies: ["CCurl", "CScaleneSys", "Threads", "TextFormatting"]),
         // The readers that take remote bytes, driven by arbitrary input (libFuzzer and corpus replay).
         .target(name: "FuzzTargets", dependencies: ["RemoteProcess", "CPythonLayouts", "PythonInspector", "Profiler", "Injector"]),
         .executableTarget(name: "scalene-fuzz", dependencies: ["FuzzTargets", "PythonInspector", "RemoteProcess", "CPythonLayouts"]),
         // The live view (`top`): terminal mode and keys (CTerminal), and screens rendered as a pure
         // function of a profile snapshot and the view's state.
         .target(name: "CTerminal"),
-        .target(name: "LiveView", dependencies: ["CTerminal", "Profiler", "Reports"]),
+        .target(name: "LiveView", dependencies: ["CTerminal", "Profiler", "Reports", "TextFormatting"]),
         .executableTarget(
             name: "scalene-attach",
             dependencies: [
                 "RemoteProcess", "PythonInspector", "Profiler", "Injector", "Reports", "LiveView", "NativeStacks", "CScaleneSys",
-                "Export", "ProcessFamily", "Push",
+                "Export", "ProcessFamily", "Push", "Threads", "TextFormatting",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -76,6 +81,7 @@ let package = Package(
         .testTarget(name: "PythonInspectorTests", dependencies: ["PythonInspector", "RemoteProcess", "CPythonLayouts"]),
         .testTarget(name: "ReportsTests", dependencies: ["Reports", "Profiler", "CPythonLayouts"]),
         .testTarget(name: "ExportTests", dependencies: ["Export"]),
+        .testTarget(name: "TextFormattingTests", dependencies: ["TextFormatting"]),
         .testTarget(name: "ProcessFamilyTests", dependencies: ["ProcessFamily"]),
         .testTarget(name: "PushUnitTests", dependencies: ["Push"]),
         .testTarget(name: "LiveViewTests", dependencies: ["LiveView", "Profiler", "CPythonLayouts"]),

@@ -217,3 +217,7 @@ ssize_t scalene_pread(int fd, void *buffer, size_t length, off_t offset) {
     } while (rc < 0 && errno == EINTR);
     return rc;
 }
+
+int scalene_set_thread_name(const char *name) {
+    return prctl(PR_SET_NAME, (unsigned long)name, 0, 0, 0);
+}

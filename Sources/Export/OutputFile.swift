@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import TextFormatting
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -109,7 +110,7 @@ public final class OutputFile {
         let stamped = "\(stem).\(timestamp(date))\(suffix)"
         try write(data, as: stamped)
         rotate(keeping: keep)
-        return (folder as NSString).appendingPathComponent(stamped)
+        return Path.join(folder, stamped)
     }
 
     /// Whether the path exists and is not a regular file or a folder.
@@ -128,13 +129,13 @@ public final class OutputFile {
     /// The timestamped snapshot files now in the folder, oldest first.
     public func snapshots() -> [String] {
         guard let fd = try? openFolder() else { return [] }
-        return entries(fd).filter(isSnapshot).sorted { stampKey($0) < stampKey($1) }.map { (folder as NSString).appendingPathComponent($0) }
+        return entries(fd).filter(isSnapshot).sorted { stampKey($0) < stampKey($1) }.map { Path.join(folder, $0) }
     }
 
     // MARK: - Writing
 
     private func write(_ data: Data, as file: String) throws(WriteFailure) {
-        let target = (folder as NSString).appendingPathComponent(file)
+        let target = Path.join(folder, file)
         var info = stat()
         if stat(target, &info) == 0 && (info.st_mode & S_IFMT) != S_IFREG {
             try writeInPlace(data, target)
@@ -171,7 +172,8 @@ public final class OutputFile {
         if !Self.writeAll(out, data) { throw WriteFailure(errno: errno, path: target) }
     }
 
-    static func writeAll(_ fd: Int32, _ data: Data) -> Bool {
+    /// Writes all of `data` to `fd` (partial writes and EINTR retried); false with errno set on failure.
+    public static func writeAll(_ fd: Int32, _ data: Data) -> Bool {
         data.withUnsafeBytes { buffer in
             guard var pointer = buffer.baseAddress else { return true }
             var remaining = buffer.count
@@ -209,7 +211,7 @@ public final class OutputFile {
         var seconds = time_t(milliseconds / 1000)
         var parts = tm()
         gmtime_r(&seconds, &parts)
-        var stamp = String(format: "%04d%02d%02dT%02d%02d%02d.%03dZ", Int(parts.tm_year) + 1900, Int(parts.tm_mon) + 1,
+        var stamp = String(printf: "%04d%02d%02dT%02d%02d%02d.%03dZ", Int(parts.tm_year) + 1900, Int(parts.tm_mon) + 1,
                            Int(parts.tm_mday), Int(parts.tm_hour), Int(parts.tm_min), Int(parts.tm_sec),
                            Int(milliseconds % 1000))
         if stamp == lastStamp {

@@ -1,5 +1,9 @@
 import CScaleneSys
-import Foundation
+import FoundationEssentials
+import Threads
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// A thread of its own that runs jobs in order from a bounded queue, so that whatever they wait
 /// for (a slow or full disk, a server) never delays the thread that submits them.
@@ -8,25 +12,25 @@ import Foundation
 /// one are combined into one (`combine`: a newer cumulative snapshot replaces an older one; two
 /// delta snapshots are summed, so no interval is lost).
 public final class SerialWorker<Job: Sendable>: @unchecked Sendable {
-    private let condition = NSCondition()
+    private let condition = ConditionLock()
     private var queue: [Job] = []
     private var stopping = false
     private var running = false
-    private var thread: Thread?
     public let capacity: Int
     private var combinedCount = 0
+    /// False when the system refused the thread: jobs then run in `submit`, on the caller's thread.
+    private var started = false
+    private let perform: @Sendable (Job) -> Void
 
     /// - Parameter perform: runs on the worker's thread, one job at a time.
     public init(name: String, capacity: Int = 2, perform: @escaping @Sendable (Job) -> Void) {
         self.capacity = max(1, capacity)
-        let thread = Thread { [unowned self] in
+        self.perform = perform
+        started = Threads.start(name: name) { [unowned self] in
             // Signals belong to the sampling threads, which act on them.
             scalene_block_handled_signals()
             self.loop(perform)
         }
-        thread.name = name
-        self.thread = thread
-        thread.start()
     }
 
     /// Jobs combined with a waiting one because the queue was full.
@@ -37,6 +41,10 @@ public final class SerialWorker<Job: Sendable>: @unchecked Sendable {
     }
 
     public func submit(_ job: Job, combine: (Job, Job) -> Job) {
+        guard started else {
+            perform(job)
+            return
+        }
         condition.lock()
         defer { condition.unlock() }
         guard !stopping else { return }
@@ -53,12 +61,12 @@ public final class SerialWorker<Job: Sendable>: @unchecked Sendable {
     /// was done. No job is accepted afterwards.
     @discardableResult
     public func finish(timeout: Double) -> Bool {
-        let deadline = Date().addingTimeInterval(timeout)
+        let deadline = scalene_monotonic_ns() + UInt64(max(0, timeout) * 1e9)
         condition.lock()
         stopping = true
         condition.broadcast()
         while !queue.isEmpty || running {
-            if !condition.wait(until: deadline) { break }
+            if !condition.wait(seconds: Double(Int64(bitPattern: deadline &- scalene_monotonic_ns())) / 1e9) { break }
         }
         let done = queue.isEmpty && !running
         condition.unlock()

@@ -1,5 +1,6 @@
-import Foundation
+import FoundationEssentials
 import RemoteProcess
+import TextFormatting
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -67,7 +68,7 @@ public struct AgentLibrary: Sendable {
 
     /// The uid that owners from outside our user namespace show as.
     static var overflowUID: uid_t {
-        (try? ProcFiles.text("/proc/sys/kernel/overflowuid")).flatMap { uid_t($0.trimmingCharacters(in: .whitespacesAndNewlines)) } ?? 65534
+        (try? ProcFiles.text("/proc/sys/kernel/overflowuid")).flatMap { uid_t($0.trimmingWhitespace()) } ?? 65534
     }
 
     /// The first page: the ELF headers, never relocated. A mapping of a loaded library that starts

@@ -1,9 +1,13 @@
 import CAgentProtocol
 import CScaleneSys
-import Foundation
+import FoundationEssentials
 import Profiler
 import PythonInspector
 import RemoteProcess
+import TextFormatting
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Memory and copy profiling of a live process: creates the channel, injects the agent, waits for
 /// it to arm, turns its samples into a memory profile while the sampler runs, and detaches it
@@ -231,10 +235,9 @@ public final class MemorySession {
         var candidates = [String]()
         if let explicit = ProcessInfo.processInfo.environment["SCALENE_ATTACH_AGENT"] { candidates.append(explicit) }
         if let executable = try? ProcFiles.linkTarget("/proc/self/exe") {
-            let directory = (executable as NSString).deletingLastPathComponent
+            let directory = Path.directory(of: executable)
             candidates.append(directory + "/libscalene_agent.so")
-            candidates.append(((directory as NSString).deletingLastPathComponent as NSString)
-                .appendingPathComponent("lib/scalene-attach/libscalene_agent.so"))
+            candidates.append(Path.join(Path.directory(of: directory), "lib/scalene-attach/libscalene_agent.so"))
         }
         return (candidates.first { FileManager.default.isReadableFile(atPath: $0) }, candidates)
     }

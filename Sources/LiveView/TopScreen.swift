@@ -1,6 +1,10 @@
-import Foundation
+import FoundationEssentials
 import Profiler
 import Reports
+import TextFormatting
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// One frame of the live view, as a pure function of the shown refresh and the view state: a list
 /// of lines, each exactly `size.columns` wide (escape sequences aside), at most `size.rows` of them.
@@ -49,20 +53,20 @@ public struct TopScreen {
             return out + Array(repeating: line(""), count: max(0, height - out.count - 1)) + [footer(width)]
         }
         let status = sample.status
-        out.append(line(String(format: " %.1f s · %d samples · %.1f Hz · %d late · %d unreadable", status.elapsed,
+        out.append(line(String(printf: " %.1f s · %d samples · %.1f Hz · %d late · %d unreadable", status.elapsed,
                                status.samples, status.effectiveRate, status.lateTicks, status.unreadableSamples)))
         out.append(line(" " + memoryLine(sample, figures)))
         var view = " \(state.mode.rawValue) · " + threadLabel() + " · sort: \(state.sort.title) · "
         switch state.window {
         case .total: view += "since attach"
-        case .recent(let seconds): view += String(format: "last %.0f s", seconds)
+        case .recent(let seconds): view += String(printf: "last %.0f s", seconds)
         }
         out.append(line(view + (state.paused ? " · PAUSED (space resumes)" : "")))
         let total = figures.total
         out.append(line(" time: Python " + Self.share(total.python, total.total, blank: false)
                         + " · native " + Self.share(total.native, total.total, blank: false)
                         + " · system " + Self.share(total.system, total.total, blank: false)
-                        + String(format: " of %.1f thread-seconds", total.total)))
+                        + String(printf: " of %.1f thread-seconds", total.total)))
         if state.showHelp {
             for text in Self.help { out.append(line(text)) }
             return Array(out.prefix(height - 1)) + Array(repeating: line(""), count: max(0, height - 1 - out.count))
@@ -98,7 +102,7 @@ public struct TopScreen {
         let seconds = max(figures.seconds, 1e-9)
         // What the process holds (its allocators' own figures), never a net change.
         var text = "memory: holds "
-            + String(format: "%.1f MB (peak %.1f MB) · alloc %.2f MB/s · copy %.2f MB/s", max(0, sample.footprintMB),
+            + String(printf: "%.1f MB (peak %.1f MB) · alloc %.2f MB/s · copy %.2f MB/s", max(0, sample.footprintMB),
                      sample.peakFootprintMB, figures.allocatedMB / seconds, figures.copiedMB / seconds)
         if sample.droppedSamples > 0 { text += " · \(sample.droppedSamples) dropped" }
         if state.thread != nil { text += " (all threads)" }
@@ -128,7 +132,7 @@ public struct TopScreen {
         guard total > 0 else { return blank ? "" : "0.0%" }
         let percent = 100 * value / total
         if blank && percent < 0.05 { return "" }
-        return String(format: "%.1f%%", percent)
+        return String(printf: "%.1f%%", percent)
     }
 
     /// The column layout for a width: fixed numeric columns, a bar when wide, and the location and
@@ -169,13 +173,13 @@ public struct TopScreen {
             if memory {
                 func rate(_ megabytes: Double) -> String {
                     let perSecond = seconds > 0 ? megabytes / seconds : 0
-                    return perSecond >= 0.005 ? (perSecond >= 100 ? String(format: "%.0fM", perSecond) : String(format: "%.2fM", perSecond)) : ""
+                    return perSecond >= 0.005 ? (perSecond >= 100 ? String(printf: "%.0fM", perSecond) : String(printf: "%.2fM", perSecond)) : ""
                 }
                 out += TextWidth.padLeft(rate(row.allocatedMB), 8) + TextWidth.padLeft(rate(row.copiedMB), 8)
             }
             if bar > 0 { out += "  " + Self.bar(row.time, width: bar, scale: scale) }
             out += " │ " + TextWidth.fit(Self.location(row), location) + " │ "
-            out += TextWidth.clip(TextWidth.printable(row.text).trimmingCharacters(in: .whitespaces), to: text)
+            out += TextWidth.clip(TextWidth.printable(row.text).trimmingWhitespace(), to: text)
             return out
         }
 

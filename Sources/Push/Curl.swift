@@ -1,5 +1,8 @@
 import CCurl
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// libcurl, loaded with dlopen when `--push` is used: the binary has no link-time dependency on
 /// it. Load it once, before other threads start (curl_global_init is not thread-safe in older

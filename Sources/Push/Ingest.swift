@@ -1,4 +1,8 @@
-import Foundation
+import FoundationEssentials
+import TextFormatting
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// How requests are authorised: only ever from the environment, never from the command line
 /// (argv is readable by every user of the machine).
@@ -47,8 +51,8 @@ public struct PushLabel: Sendable, Equatable {
         }
     }
 
-    private static let letters = CharacterSet(charactersIn: "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
-    private static let digits = CharacterSet(charactersIn: "0123456789")
+    private static let letters = Set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ".unicodeScalars)
+    private static let digits = Set("0123456789".unicodeScalars)
 }
 
 /// One interval's profile to push: gzip-compressed pprof, and the Unix seconds it covers.
@@ -162,7 +166,7 @@ public struct IngestTarget: Sendable {
     public static func boundary(for profile: Data) -> String {
         while true {
             let candidate = "scalene-attach-" + (0..<24).map { _ in String("0123456789abcdef".randomElement()!) }.joined()
-            if profile.range(of: Data(candidate.utf8)) == nil { return candidate }
+            if profile.firstRange(of: Array(candidate.utf8)) == nil { return candidate }
         }
     }
 
@@ -171,7 +175,7 @@ public struct IngestTarget: Sendable {
         let unreserved = Set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~".utf8)
         var result = ""
         for byte in text.utf8 {
-            if unreserved.contains(byte) { result.append(Character(UnicodeScalar(byte))) } else { result += String(format: "%%%02X", byte) }
+            if unreserved.contains(byte) { result.append(Character(UnicodeScalar(byte))) } else { result += String(printf: "%%%02X", byte) }
         }
         return result
     }

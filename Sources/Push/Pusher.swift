@@ -1,5 +1,10 @@
 import CScaleneSys
-import Foundation
+import FoundationEssentials
+import TextFormatting
+import Threads
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// What the pusher tells its owner (who says it on stderr). Each kind of failure is told once a
 /// run; the pusher decides that, so the owner prints every event it gets.
@@ -54,7 +59,7 @@ public final class Pusher: @unchecked Sendable {
     public let spool: Spool
     private let report: @Sendable (PushEvent) -> Void
 
-    private let condition = NSCondition()
+    private let condition = ConditionLock()
     private var queue: [PushSnapshot] = []
     private var inFlight: PushSnapshot?
     private var stopping = false
@@ -68,7 +73,6 @@ public final class Pusher: @unchecked Sendable {
     private var nextAttempt = Date.distantPast
     private var summary = PushSummary()
     private var toldFailures: Set<String> = []
-    private var thread: Thread?
 
     /// Starts the pusher's thread. `transport` is used on that thread only.
     public init(configuration: Configuration, transport: PushTransport, spool: Spool,
@@ -79,15 +83,13 @@ public final class Pusher: @unchecked Sendable {
         self.report = report
         summary.spoolDirectory = spool.directory
         // The thread holds the pusher: after a `finish` that gave up on a hung request, the thread
-        // may still return from it later, and must find the pusher there.
-        let thread = Thread {
+        // may still return from it later, and must find the pusher there. (Should the system refuse
+        // a thread, nothing is sent and `finish` spools everything when its time is up.)
+        Threads.start(name: "push") {
             // Signals belong to the sampling thread.
             scalene_block_handled_signals()
             self.loop()
         }
-        thread.name = "push"
-        self.thread = thread
-        thread.start()
     }
 
     /// Queues a snapshot; never waits for the network (at worst it writes one file to the spool).
@@ -115,7 +117,7 @@ public final class Pusher: @unchecked Sendable {
         nextAttempt = .distantPast
         condition.broadcast()
         while !finished {
-            if !condition.wait(until: deadline) { break }
+            if !condition.wait(seconds: deadline.timeIntervalSinceNow) { break }
         }
         var leftovers = [PushSnapshot]()
         if !finished {
@@ -211,7 +213,7 @@ public final class Pusher: @unchecked Sendable {
             }
             if stopping && (!spooled || inOutage) { break run }
             if spooled {
-                _ = condition.wait(until: nextAttempt)
+                condition.wait(seconds: nextAttempt.timeIntervalSinceNow)
             } else {
                 condition.wait()
             }
@@ -289,7 +291,7 @@ public final class Pusher: @unchecked Sendable {
 
     /// The first line of a server's answer, shortened: ": invalid token".
     static func detail(_ body: String) -> String {
-        let line = body.split(whereSeparator: \.isNewline).first.map(String.init)?.trimmingCharacters(in: .whitespaces) ?? ""
+        let line = body.split(whereSeparator: \.isNewline).first.map(String.init)?.trimmingWhitespace() ?? ""
         guard !line.isEmpty else { return "" }
         return ": " + (line.count > 160 ? String(line.prefix(160)) + "…" : line)
     }

@@ -1,4 +1,6 @@
-import Foundation
+import FoundationEssentials
+import TextFormatting
+import Threads
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -13,7 +15,7 @@ import Glibc
 public final class Spool: @unchecked Sendable {
     public let directory: String
     public let maxBytes: UInt64
-    private let lock = NSLock()
+    private let lock = ConditionLock()
     /// Spooled files, oldest first, with their sizes.
     private var entries: [(name: String, size: UInt64)] = []
     private var bytes: UInt64 = 0
@@ -71,7 +73,7 @@ public final class Spool: @unchecked Sendable {
         }
         droppedCount += dropped
         sequence += 1
-        let name = String(format: "%015lld-%d-%d-%06d.pprof", snapshot.startMilliseconds, snapshot.from, snapshot.until,
+        let name = String(printf: "%015lld-%d-%d-%06d.pprof", snapshot.startMilliseconds, snapshot.from, snapshot.until,
                           sequence % 1_000_000)
         let temporary = directory + "/.tmp-" + name
         let final = directory + "/" + name

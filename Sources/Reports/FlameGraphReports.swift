@@ -1,5 +1,9 @@
-import Foundation
+import FoundationEssentials
 import Profiler
+import TextFormatting
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Brendan Gregg's folded stacks: one line per distinct stack, frames outermost first as
 /// `file:function:line` (native frames, with --native: `object:function`) joined by ";", then a
@@ -16,7 +20,7 @@ public struct CollapsedStacksReport {
         for (stack, value) in profile.stacks where value.samples > 0 {
             let frames = stack.map { frame in
                 (frame.isNative ? "\(frame.file):\(frame.function)" : "\(frame.file):\(frame.function):\(frame.line)")
-                    .replacingOccurrences(of: ";", with: ",").replacingOccurrences(of: " ", with: "_")
+                    .replacing(";", with: ",").replacing(" ", with: "_")
             }
             lines.append(frames.joined(separator: ";") + " \(value.samples)")
         }
@@ -72,6 +76,6 @@ public struct SpeedscopeReport {
             "shared": ["frames": frames],
             "profiles": profiles,
         ]
-        return (try? JSONSerialization.data(withJSONObject: document, options: [.sortedKeys])) ?? Data()
+        return Data(JSONWriter.bytes(document))
     }
 }

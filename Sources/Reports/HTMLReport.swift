@@ -1,5 +1,9 @@
-import Foundation
+import FoundationEssentials
 import Profiler
+import TextFormatting
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// One self-contained HTML file: the profile's data, the script that draws it and its style are
 /// all inline, and the page's Content-Security-Policy forbids every request (no fonts, images,
@@ -48,10 +52,10 @@ public struct HTMLReport {
     }
 
     public func render() -> Data {
-        let data = (try? JSONSerialization.data(withJSONObject: model(), options: [.sortedKeys])) ?? Data("{}".utf8)
+        let data = Data(JSONWriter.bytes(model()))
         // Inside <script> only "</" could end the element early; "<" never appears outside a JSON
         // string, where "\u003c" means the same.
-        let json = String(decoding: data, as: UTF8.self).replacingOccurrences(of: "<", with: "\\u003c")
+        let json = String(decoding: data, as: UTF8.self).replacing("<", with: "\\u003c")
         let title = Self.escapeHTML("scalene-attach · " + (programName ?? "profile")
                                     + (profile.scaleneAttach?.pid.map { " · pid \($0)" } ?? ""))
         let page = """
@@ -86,16 +90,16 @@ public struct HTMLReport {
     }
 
     static func escapeHTML(_ text: String) -> String {
-        text.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;")
-            .replacingOccurrences(of: ">", with: "&gt;").replacingOccurrences(of: "\"", with: "&quot;")
+        text.replacing("&", with: "&amp;").replacing("<", with: "&lt;")
+            .replacing(">", with: "&gt;").replacing("\"", with: "&quot;")
     }
 
     /// Scalene's JSON escapes these in source lines; the page shows the text itself.
     static func unescapeSource(_ text: String) -> String {
         var text = text
         if text.hasSuffix("\n") { text.removeLast() }
-        return text.replacingOccurrences(of: "\\u003c", with: "<").replacingOccurrences(of: "\\u003e", with: ">")
-            .replacingOccurrences(of: "\\u0026", with: "&")
+        return text.replacing("\\u003c", with: "<").replacing("\\u003e", with: ">")
+            .replacing("\\u0026", with: "&")
     }
 
     /// Rounded for the page: 4 significant digits are more than a bar or a percentage shows, and
@@ -155,7 +159,7 @@ public struct HTMLReport {
         model["memory"] = memory()
         model["threads"] = (extras?.threads ?? []).prefix(limits.threads).map { thread -> [String: Any] in
             [
-                "tid": thread.tid as Any? ?? NSNull(), "name": thread.name as Any? ?? NSNull(),
+                "tid": thread.tid as Any? ?? JSONNull(), "name": thread.name as Any? ?? JSONNull(),
                 "idle": thread.idle ?? false, "python": Self.round(thread.pythonSeconds),
                 "native": Self.round(thread.nativeSeconds), "system": Self.round(thread.systemSeconds),
                 "gil": Self.round(thread.gilShare ?? 0),
@@ -241,8 +245,8 @@ public struct HTMLReport {
             "profiled": true,
             "footprint": (profile.samples ?? []).compactMap { $0.count >= 2 ? [Self.round($0[0] / 1e9), Self.round($0[1])] : nil },
             "peak": Self.round(profile.maxFootprintMb ?? 0),
-            "peakFile": profile.maxFootprintFname as Any? ?? NSNull(),
-            "peakLine": profile.maxFootprintLineno as Any? ?? NSNull(),
+            "peakFile": profile.maxFootprintFname as Any? ?? JSONNull(),
+            "peakLine": profile.maxFootprintLineno as Any? ?? JSONNull(),
             "allocated": Self.round(memory?.totalAllocatedMb ?? 0),
             "copied": Self.round(memory?.copiedMb ?? 0),
             "final": Self.round(memory?.currentFootprintMb ?? 0),
@@ -261,18 +265,21 @@ public struct HTMLReport {
             facts.append(["program", ([program] + (profile.args ?? []).dropFirst()).joined(separator: " ")])
         }
         if let start = profile.startTimeAbsolute, start > 0 {
-            let formatter = ISO8601DateFormatter()
-            facts.append(["started", formatter.string(from: Date(timeIntervalSince1970: start))])
+            var seconds = time_t(start)
+            var parts = tm()
+            gmtime_r(&seconds, &parts)
+            facts.append(["started", String(printf: "%04d-%02d-%02dT%02d:%02d:%02dZ", Int(parts.tm_year) + 1900, Int(parts.tm_mon) + 1,
+                                            Int(parts.tm_mday), Int(parts.tm_hour), Int(parts.tm_min), Int(parts.tm_sec))])
         }
-        facts.append(["duration", String(format: "%.2f s", profile.elapsedTimeSec)])
+        facts.append(["duration", String(printf: "%.2f s", profile.elapsedTimeSec)])
         if let sampler = extras?.sampler {
             let ticks = sampler.ticks ?? 0
             let rate = profile.elapsedTimeSec > 0 ? Double(ticks) / profile.elapsedTimeSec : 0
-            facts.append(["samples", String(format: "%d at %.1f Hz (requested %.0f Hz)", ticks, rate, sampler.requestedRateHz ?? 0)])
+            facts.append(["samples", String(printf: "%d at %.1f Hz (requested %.0f Hz)", ticks, rate, sampler.requestedRateHz ?? 0)])
             facts.append(["late ticks", String(sampler.lateTicks ?? 0)])
             facts.append(["unreadable samples", String(sampler.failedTicks ?? 0)])
             facts.append(["incomplete stacks", String(sampler.incompleteStacks ?? 0)])
-            if let cpu = sampler.samplerCpuSeconds { facts.append(["profiler CPU", String(format: "%.2f s", cpu)]) }
+            if let cpu = sampler.samplerCpuSeconds { facts.append(["profiler CPU", String(printf: "%.2f s", cpu)]) }
         }
         if let memory = extras?.memory {
             facts.append(["memory samples", "\(memory.mallocSamples ?? 0) malloc, \(memory.freeSamples ?? 0) free, \(memory.copySamples ?? 0) copy"])

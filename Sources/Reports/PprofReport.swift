@@ -1,7 +1,10 @@
 import CZlib
-import Foundation
+import FoundationEssentials
 import Profiler
 import SwiftProtobuf
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// pprof's format: a gzip-compressed `profile.proto` (github.com/google/pprof), read by `go tool
 /// pprof`, Grafana Pyroscope, Parca and most continuous-profiling servers.

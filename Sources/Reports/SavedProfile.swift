@@ -1,4 +1,7 @@
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// A profile in Scalene's JSON format as written by `ScaleneJSONReport` (and, for the parts both
 /// write, by Scalene itself), read back: what the HTML report is made from. Every field Scalene's

@@ -1,5 +1,9 @@
-import Foundation
+import FoundationEssentials
 import Profiler
+import TextFormatting
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Writes a profile in Scalene's JSON format (validated by `scalene.scalene_json.ScaleneJSONSchema`
 /// and rendered by `scalene view`). Fields for mechanisms we do not have (GPU, async) carry their
@@ -17,14 +21,14 @@ public struct ScaleneJSONReport {
 
     public func render() -> Data {
         let object = document()
-        return (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data("{}".utf8)
+        return Data(JSONWriter.bytes(object))
     }
 
     func document() -> [String: Any] {
         let total = profile.totalTime.total
         let memory = profile.memory
         let program = profile.program ?? profile.arguments.first ?? ""
-        let entrypoint = (program as NSString).deletingLastPathComponent
+        let entrypoint = Path.directory(of: program)
         var files = [String: Any]()
         let lines = profile.lines
         let functions = profile.functions
@@ -47,8 +51,8 @@ public struct ScaleneJSONReport {
             "growth_rate": memory?.growthRate ?? 0,
             "max_footprint_mb": max(0, memory?.peakFootprintMB ?? 0),
             "max_footprint_python_fraction": max(0, memory?.peakPythonFraction ?? 0),
-            "max_footprint_fname": memory?.peakLine?.file as Any? ?? NSNull(),
-            "max_footprint_lineno": (memory?.peakLine.map { max(1, $0.line) }) as Any? ?? NSNull(),
+            "max_footprint_fname": memory?.peakLine?.file as Any? ?? JSONNull(),
+            "max_footprint_lineno": (memory?.peakLine.map { max(1, $0.line) }) as Any? ?? JSONNull(),
             "memory": memory != nil,
             "samples": (memory?.footprint ?? []).map { [Double($0.nanoseconds), max(0, $0.megabytes)] },
             "stacks": stacks(total: total),
@@ -85,9 +89,9 @@ public struct ScaleneJSONReport {
             ] as [String: Any],
             "threads": profile.threads.map { thread -> [String: Any] in
                 let time = thread.total
-                return ["tid": thread.tid.map { Int($0) } as Any? ?? NSNull(),
-                        "namespace_tid": thread.namespaceTID.map { Int($0) } as Any? ?? NSNull(),
-                        "name": thread.name as Any? ?? NSNull(),
+                return ["tid": thread.tid.map { Int($0) } as Any? ?? JSONNull(),
+                        "namespace_tid": thread.namespaceTID.map { Int($0) } as Any? ?? JSONNull(),
+                        "name": thread.name as Any? ?? JSONNull(),
                         "idle": thread.isIdle, "python_seconds": time.python, "native_seconds": time.native,
                         "system_seconds": time.system, "gil_wait_seconds": time.gilWait,
                         "gil_share": thread.samples > 0
@@ -108,7 +112,7 @@ public struct ScaleneJSONReport {
                 "failed_threads": stats.failedThreads, "stopped_seconds": stats.stoppedSeconds,
                 "sampled_intervals": native.sampledIntervals, "carried_intervals": native.carriedIntervals,
                 "opcode_rule_intervals": native.opcodeRuleIntervals, "late_intervals": native.lateIntervals,
-                "fallback_reason": native.fallbackReason as Any? ?? NSNull(),
+                "fallback_reason": native.fallbackReason as Any? ?? JSONNull(),
             ] as [String: Any]
         }
         switch profile.end {
@@ -124,7 +128,7 @@ public struct ScaleneJSONReport {
                 "copy_samples": memory.copySamples, "total_allocated_mb": memory.totalAllocatedMB,
                 "copied_mb": memory.copiedMB, "current_footprint_mb": memory.currentFootprintMB,
                 "footprint_change_mb": memory.footprintChangeMB, "untracked_samples": memory.untrackedSamples,
-                "exited_after_seconds": memory.exitedAfterSeconds as Any? ?? NSNull(),
+                "exited_after_seconds": memory.exitedAfterSeconds as Any? ?? JSONNull(),
                 "agent": [
                     "safe_point": agent.safePoint, "injection_seconds": agent.injectionSeconds,
                     "armed_seconds": agent.armedSeconds, "detach_seconds": agent.detachSeconds,
@@ -267,9 +271,9 @@ public struct ScaleneJSONReport {
                 let frames: [[String: Any]] = stack.map { frame in
                     frame.isNative
                         ? ["kind": "native", "display_name": frame.function, "filename_or_module": frame.file,
-                           "line": NSNull(), "ip": NSNull(), "offset": NSNull()]
+                           "line": JSONNull(), "ip": JSONNull(), "offset": JSONNull()]
                         : ["kind": "py", "display_name": frame.function, "filename_or_module": frame.file,
-                           "line": max(0, frame.line), "ip": NSNull(), "offset": NSNull()]
+                           "line": max(0, frame.line), "ip": JSONNull(), "offset": JSONNull()]
                 }
                 return [frames, value.samples]
             }
@@ -277,7 +281,7 @@ public struct ScaleneJSONReport {
 
     /// Scalene's viewer expects these characters escaped in source lines (it unescapes them).
     func escape(_ line: String) -> String {
-        line.replacingOccurrences(of: "&", with: "\\u0026").replacingOccurrences(of: "<", with: "\\u003c")
-            .replacingOccurrences(of: ">", with: "\\u003e")
+        line.replacing("&", with: "\\u0026").replacing("<", with: "\\u003c")
+            .replacing(">", with: "\\u003e")
     }
 }

@@ -1,4 +1,8 @@
-import Foundation
+import FoundationEssentials
+import TextFormatting
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Source text of profiled files, read on demand and cached. Files are looked up as the target saw
 /// them (through /proc/PID/root, for containers) and then directly.
@@ -77,7 +81,7 @@ public struct SourceRegions: Sendable {
             let code = trimmed.split(separator: "#", maxSplits: 1).first.map(String.init) ?? String(trimmed)
             let words = ["def ", "async def ", "class ", "for ", "async for ", "while "]
             if let word = words.first(where: { code.hasPrefix($0) }),
-               code.trimmingCharacters(in: .whitespaces).hasSuffix(":") {
+               code.trimmingWhitespace().hasSuffix(":") {
                 blocks.append(Block(indent: indent, start: number, end: number,
                                     isLoop: word.contains("for") || word.contains("while"),
                                     isFunction: word.contains("def")))

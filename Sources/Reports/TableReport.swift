@@ -1,5 +1,9 @@
-import Foundation
+import FoundationEssentials
 import Profiler
+import TextFormatting
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// The terminal report, modelled on Scalene's: per file a header, then per line
 /// `Line │ Python │ native │ system │ [Mem Py │ peak │ timeline │ Copy MB/s │] source`,
@@ -90,7 +94,7 @@ public struct TableReport {
             }
             if let leaks = profile.memory?.leaks.filter({ $0.line.file == file }), !leaks.isEmpty {
                 for leak in leaks {
-                    out += clip(String(format: "Possible memory leak: line %d (likelihood %.0f%%, velocity %.2f MB/s)",
+                    out += clip(String(printf: "Possible memory leak: line %d (likelihood %.0f%%, velocity %.2f MB/s)",
                                        leak.line.line, leak.likelihood * 100, leak.velocityMBPerSecond)) + "\n"
                 }
             }
@@ -106,10 +110,10 @@ public struct TableReport {
         let stats = profile.statistics
         let rate = profile.elapsed > 0 ? Double(stats.ticks) / profile.elapsed : 0
         if profile.processCount > 1 {
-            lines.append(clip(String(format: "%.2f s profiled · %d samples of %d processes, summed (requested %.0f Hz each)",
+            lines.append(clip(String(printf: "%.2f s profiled · %d samples of %d processes, summed (requested %.0f Hz each)",
                                      profile.elapsed, stats.ticks, profile.processCount, stats.requestedRate)))
         } else {
-            lines.append(clip(String(format: "%.2f s profiled · %d samples at %.1f Hz (requested %.0f Hz)", profile.elapsed,
+            lines.append(clip(String(printf: "%.2f s profiled · %d samples at %.1f Hz (requested %.0f Hz)", profile.elapsed,
                                      stats.ticks, rate, stats.requestedRate)))
         }
         switch profile.classification {
@@ -120,7 +124,7 @@ public struct TableReport {
             if let native = profile.native {
                 let intervals = native.sampledIntervals + native.carriedIntervals + native.opcodeRuleIntervals
                 if intervals > 0 {
-                    text += String(format: "; %.0f%% of intervals sampled, %.0f%% carried, %.0f%% by the opcode rule",
+                    text += String(printf: "; %.0f%% of intervals sampled, %.0f%% carried, %.0f%% by the opcode rule",
                                    100 * Double(native.sampledIntervals) / Double(intervals),
                                    100 * Double(native.carriedIntervals) / Double(intervals),
                                    100 * Double(native.opcodeRuleIntervals) / Double(intervals))
@@ -151,7 +155,7 @@ public struct TableReport {
         if !argument.isEmpty && argument.allSatisfy({ $0.isLetter || $0.isNumber || "-_./=:,+@%".contains($0) }) {
             return argument
         }
-        return "'" + argument.replacingOccurrences(of: "'", with: "'\\''") + "'"
+        return "'" + argument.replacing("'", with: "'\\''") + "'"
     }
 
     /// One line on memory: the peak and where it was reached, what was allocated and by whom, and
@@ -162,18 +166,18 @@ public struct TableReport {
     /// over the profile is signed. When the process began exiting while profiled, its teardown frees
     /// everything: the line says so, and that frees from then on did not count against leaks.
     public static func memorySummary(_ memory: MemoryProfile, targetExited: Bool = false) -> String {
-        var text = String(format: "memory: peak %.1f MB", memory.peakFootprintMB)
+        var text = String(printf: "memory: peak %.1f MB", memory.peakFootprintMB)
         if let peak = memory.peakLine {
             text += " at \(peak.file.split(separator: "/").last.map(String.init) ?? peak.file):\(peak.line)"
         }
         let python = memory.totalAllocatedMB > 0
             ? 100 * memory.lines.values.reduce(0) { $0 + $1.pythonMB } / memory.totalAllocatedMB : 0
-        text += String(format: " · %.1f MB allocated (%.0f%% Python)", memory.totalAllocatedMB, python)
+        text += String(printf: " · %.1f MB allocated (%.0f%% Python)", memory.totalAllocatedMB, python)
         let change = memory.footprintChangeMB
-        text += String(format: " · holds %.1f MB (", max(0, memory.currentFootprintMB))
-            + (change >= 0.05 ? "+" : change <= -0.05 ? "−" : "±") + String(format: "%.1f MB while profiled)", Swift.abs(change))
+        text += String(printf: " · holds %.1f MB (", max(0, memory.currentFootprintMB))
+            + (change >= 0.05 ? "+" : change <= -0.05 ? "−" : "±") + String(printf: "%.1f MB while profiled)", Swift.abs(change))
         if let exited = memory.exitedAfterSeconds {
-            text += String(format: " · began exiting at %.1f s: its teardown's frees do not clear leaks", exited)
+            text += String(printf: " · began exiting at %.1f s: its teardown's frees do not clear leaks", exited)
         } else if targetExited {
             text += " · exited"
         }
@@ -213,14 +217,14 @@ public struct TableReport {
         if hasGILWait { out += pad(cell(time?.gilWait, total), 7) + " │" }
         if hasMemory {
             if let memory, memory.allocatedMB > 0 || memory.peakMB > 0 || memory.copiedMB > 0 {
-                out += pad(memory.allocatedMB > 0 ? String(format: "%.0f%%", memory.pythonFraction * 100) : "", 7) + " │"
+                out += pad(memory.allocatedMB > 0 ? String(printf: "%.0f%%", memory.pythonFraction * 100) : "", 7) + " │"
                 out += pad(memory.peakMB >= 0.05 ? megabytes(memory.peakMB) : "", 7) + " │"
                 let spark = Sparkline.render(memory.timeline.map(\.megabytes), width: 8)
                 let share = (profile.memory?.totalAllocatedMB ?? 0) > 0
-                    ? String(format: "%3.0f%%", 100 * memory.allocatedMB / (profile.memory?.totalAllocatedMB ?? 1)) : ""
+                    ? String(printf: "%3.0f%%", 100 * memory.allocatedMB / (profile.memory?.totalAllocatedMB ?? 1)) : ""
                 out += " " + padRight(spark, 8) + " " + pad(share, 4) + " │"
                 let rate = profile.elapsed > 0 ? memory.copiedMB / profile.elapsed : 0
-                out += pad(rate >= 0.005 ? String(format: "%.2f", rate) : "", 10) + " │"
+                out += pad(rate >= 0.005 ? String(printf: "%.2f", rate) : "", 10) + " │"
             } else {
                 out += "        │        │              │           │"
             }
@@ -242,7 +246,7 @@ public struct TableReport {
         if hasGILWait { out += "        │" }
         if hasMemory { out += "        │        │              │           │" }
         let functions = time.hottestNative(Self.nativeFunctionsPerLine).map {
-            String(format: "%@ %.0f%%", $0.function.description, 100 * $0.share)
+            $0.function.description + String(printf: " %.0f%%", 100 * $0.share)
         }
         return clip(out + " ↳ native: " + functions.joined(separator: " · "))
     }
@@ -265,7 +269,7 @@ public struct TableReport {
             out += pad(thread.tid.map(String.init) ?? "?", 6) + " │" + pad(cell(time.python, total), 7) + " │"
                 + pad(cell(time.native, total), 7) + " │" + pad(cell(time.system, total), 7) + " │"
                 + pad(cell(time.gilWait, total), 9) + " │"
-                + pad(String(format: "%.0f%%", gil * 100), 5) + " │ " + name + "\n"
+                + pad(String(printf: "%.0f%%", gil * 100), 5) + " │ " + name + "\n"
         }
         return out
     }
@@ -282,7 +286,7 @@ public struct TableReport {
         let stats = profile.statistics
         if stats.lateTicks > 0 { notes.append("\(stats.lateTicks) late tick(s) (the sampler could not keep the rate)") }
         if stats.threadSamples > 0 {
-            notes.append(String(format: "%d of %d thread samples unreadable (%.2f%%): stacks that changed while read",
+            notes.append(String(printf: "%d of %d thread samples unreadable (%.2f%%): stacks that changed while read",
                                 stats.unreadableSamples, stats.threadSamples, 100 * stats.unreadableShare))
         }
         if stats.unmappedThreadSamples > 0 {
@@ -306,17 +310,17 @@ public struct TableReport {
     func cell(_ value: Double?, _ total: Double) -> String {
         guard let value, total > 0 else { return "" }
         let share = value / total * 100
-        return share >= 0.05 ? String(format: "%.1f%%", share) : ""
+        return share >= 0.05 ? String(printf: "%.1f%%", share) : ""
     }
 
     func percent(_ value: Double, of total: Double) -> String {
-        total > 0 ? String(format: "%.1f%%", value / total * 100) : "0.0%"
+        total > 0 ? String(printf: "%.1f%%", value / total * 100) : "0.0%"
     }
 
-    func seconds(_ value: Double) -> String { String(format: "%.2f s", value) }
+    func seconds(_ value: Double) -> String { String(printf: "%.2f s", value) }
 
     func megabytes(_ value: Double) -> String {
-        value >= 100 ? String(format: "%.0fM", value) : String(format: "%.1fM", value)
+        value >= 100 ? String(printf: "%.0fM", value) : String(printf: "%.1fM", value)
     }
 
     func shortName(_ path: String) -> String { path.split(separator: "/").last.map(String.init) ?? path }
@@ -334,7 +338,7 @@ public struct TableReport {
         var current = ""
         for word in text.split(separator: " ", omittingEmptySubsequences: false) {
             let candidate = current.isEmpty ? String(word) : current + " " + word
-            if TextWidth.of(candidate) > width, !current.trimmingCharacters(in: .whitespaces).isEmpty {
+            if TextWidth.of(candidate) > width, !current.trimmingWhitespace().isEmpty {
                 lines.append(current)
                 current = "  " + word
             } else {

@@ -1,11 +1,13 @@
 import CScaleneSys
 import Export
-import Foundation
+import FoundationEssentials
 import ProcessFamily
-import Push
 import Profiler
+import Push
 import PythonInspector
 import RemoteProcess
+import TextFormatting
+import Threads
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -74,7 +76,7 @@ struct FamilySession {
                 }
                 if finished.end == .targetExited {
                     printError("scalene-attach: process \(identity.pid) (\(member.label)) ended after "
-                               + String(format: "%.1f", finished.final.whole.elapsed) + " s; reported what was collected")
+                               + String(printf: "%.1f", finished.final.whole.elapsed) + " s; reported what was collected")
                 }
                 // Still alive (it exec'd another program, say): examined again at the next poll.
                 if TargetProcess.isAlive(identity.pid) { watcher.forget(identity) }
@@ -97,12 +99,17 @@ struct FamilySession {
                 let family = watcher.poll(now: Double(now) / 1e9)
                 for found in family.found where members[found.identity] == nil {
                     let member = FamilyMember(found: found, options: options, board: board, pushing: pusher != nil)
+                    guard member.start() else {
+                        // Tried again at the next poll: the limit on threads may have eased by then.
+                        board.leave(found.identity)
+                        printError("scalene-attach: warning: process \(found.identity.pid) is not recorded yet: no thread could be started for it")
+                        continue
+                    }
                     members[found.identity] = member
-                    member.start()
                     // For a process started while recording, how soon it was found.
                     let startedSince = found.age < Double(now - start) / 1e9
                     printError("scalene-attach: recording process \(found.identity.pid) (\(member.label))"
-                               + (startedSince ? ", found " + String(format: "%.2f", found.age) + " s after it started" : ""))
+                               + (startedSince ? ", found " + String(printf: "%.2f", found.age) + " s after it started" : ""))
                 }
                 for skipped in family.skipped {
                     printError("scalene-attach: warning: process \(skipped.identity.pid) (\(skipped.executable)) is not recorded: "
@@ -129,7 +136,7 @@ struct FamilySession {
             }
             if showStatus && now - lastStatus > 500_000_000 {
                 lastStatus = now
-                let line = String(format: "\r\u{1b}[K[scalene-attach] pid %d and descendants · %.1f s · %d processes recorded · %d ended",
+                let line = String(printf: "\r\u{1b}[K[scalene-attach] pid %d and descendants · %.1f s · %d processes recorded · %d ended",
                                   root, Double(now - start) / 1e9, members.count, ended)
                 line.withCString { _ = write(2, $0, strlen($0)) }
             }
@@ -194,15 +201,13 @@ final class FamilyMember: @unchecked Sendable {
         board.join(identity)
     }
 
-    func start() {
-        let thread = Thread { [self] in
+    /// Starts the member's recording thread; false when the system refused one.
+    func start() -> Bool {
+        Threads.start(name: "process \(identity.pid)", stackSize: 8 << 20) { [self] in
             // Signals go to the watching thread, which stops the recordings.
             scalene_block_handled_signals()
             record()
         }
-        thread.name = "process \(identity.pid)"
-        thread.stackSize = 8 << 20
-        thread.start()
     }
 
     private func record() {
@@ -237,7 +242,7 @@ final class FamilyMember: @unchecked Sendable {
 
 /// What the recordings of a family and the thread that watches them share.
 final class FamilyBoard: @unchecked Sendable {
-    private let lock = NSLock()
+    private let lock = ConditionLock()
     private var currentEpoch = 0
     private var stop: ProfileEnd?
     private struct MemberState {
@@ -263,6 +268,9 @@ final class FamilyBoard: @unchecked Sendable {
     var stopReason: ProfileEnd? { locked { stop } }
 
     func join(_ identity: ProcessIdentity) { locked { members[identity] = MemberState(answeredEpoch: currentEpoch) } }
+
+    /// A member whose recording never started.
+    func leave(_ identity: ProcessIdentity) { locked { members[identity] = nil } }
 
     func stopAll(_ reason: ProfileEnd) { locked { stop = reason } }
 
@@ -473,8 +481,8 @@ final class FamilyReports: @unchecked Sendable {
                 printError("scalene-attach: warning: the report of process \(job.whole.pid) was not written: \(failure)")
             }
             if options.output == nil {
-                FileHandle.standardOutput.write(reports.main)
-                FileHandle.standardOutput.write(Data("\n".utf8))
+                _ = OutputFile.writeAll(1, reports.main)
+                _ = OutputFile.writeAll(1, Data("\n".utf8))
             }
         } catch {
             printError("scalene-attach: warning: the report of process \(job.whole.pid) failed: \(error.message)")

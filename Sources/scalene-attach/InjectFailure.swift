@@ -1,4 +1,5 @@
 import Injector
+import TextFormatting
 
 /// One-line descriptions of injection failures.
 enum InjectFailure {
@@ -11,7 +12,7 @@ enum InjectFailure {
         case .exited(let pid): return "process \(pid) exited"
         case .permissionDenied(let pid): return "not allowed to trace process \(pid): \(Failure.permissionAdvice)"
         case .noSafePoint(_, let waited):
-            return String(format: "no thread reached a safe point to load the agent within %.0f s", waited)
+            return String(printf: "no thread reached a safe point to load the agent within %.0f s", waited)
         case .noDynamicLoader: return "the process's C library has no dlopen to call"
         case .dlopenFailed(let message): return "the process could not load the agent: \(message)"
         case .remoteCallFailed(let function, let detail): return "calling \(function) in the process failed: \(detail)"

@@ -1,6 +1,6 @@
 import CScaleneSys
 import Export
-import Foundation
+import FoundationEssentials
 import LiveView
 import Profiler
 import Reports

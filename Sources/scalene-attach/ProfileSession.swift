@@ -1,12 +1,13 @@
 import CScaleneSys
 import Export
-import Foundation
+import FoundationEssentials
 import Injector
 import NativeStacks
 import Profiler
 import Push
 import PythonInspector
 import Reports
+import TextFormatting
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -144,7 +145,7 @@ struct ProfileSession {
             },
             status: { status in
                 guard showStatus else { return }
-                let line = String(format: "\r\u{1b}[K[scalene-attach] pid %d · %.1f s · %d samples · %.1f Hz · %d late · %d unreadable",
+                let line = String(printf: "\r\u{1b}[K[scalene-attach] pid %d · %.1f s · %d samples · %.1f Hz · %d late · %d unreadable",
                                   target.pid, status.elapsed, status.ticks, status.effectiveRate, status.lateTicks,
                                   status.unreadableSamples + status.failedTicks)
                 line.withCString { _ = write(2, $0, strlen($0)) }
@@ -170,8 +171,8 @@ struct ProfileSession {
                 fail(Failure("\(failure)", .internalError))
             }
             if options.output == nil {
-                FileHandle.standardOutput.write(reports.main)
-                if options.format == .json || options.format == .speedscope { FileHandle.standardOutput.write(Data("\n".utf8)) }
+                _ = OutputFile.writeAll(1, reports.main)
+                if options.format == .json || options.format == .speedscope { _ = OutputFile.writeAll(1, Data("\n".utf8)) }
             }
         } catch {
             fail(error)
@@ -180,7 +181,7 @@ struct ProfileSession {
             printError("scalene-attach: warning: the agent did not confirm its detach; it removes itself when it stops hearing from us")
         }
         if end == .targetExited && !launched {
-            printError(String(format: "scalene-attach: process %d exited after %.1f s; reported what was collected",
+            printError(String(printf: "scalene-attach: process %d exited after %.1f s; reported what was collected",
                               target.pid, profile.elapsed))
             return .processExited
         }

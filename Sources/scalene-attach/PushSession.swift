@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 import Profiler
 import Push
 import PythonInspector

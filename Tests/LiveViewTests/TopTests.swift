@@ -1,3 +1,4 @@
+import Foundation
 import CPythonLayouts
 import LiveView
 import Profiler

@@ -96,4 +96,7 @@ long scalene_clock_ticks_per_second(void);
 ssize_t scalene_pread(int fd, void *_Nonnull buffer, size_t length, off_t offset);
 
 #endif // __linux__
+/// Names the calling thread (the kernel keeps 15 bytes).
+int scalene_set_thread_name(const char *_Nonnull name);
+
 #endif // CSCALENESYS_H

@@ -1,8 +1,12 @@
 import ArgumentParser
 import CPythonLayouts
-import Foundation
+import FoundationEssentials
 import NativeStacks
 import PythonInspector
+import TextFormatting
+#if canImport(Glibc)
+import Glibc
+#endif
 
 struct DumpCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -148,22 +152,21 @@ enum DumpFormatter {
     static func json(_ snapshot: ProcessSnapshot, native: [Int32: NativeStack]? = nil) -> String {
         let threads: [[String: Any]] = snapshot.threads.map { thread in
             [
-                "tid": thread.tid.map { Int($0) } as Any? ?? NSNull(),
-                "namespace_tid": thread.namespaceTID.map { Int($0) } as Any? ?? NSNull(),
-                "name": thread.name as Any? ?? NSNull(),
-                "state": stateName(thread.state) as Any? ?? NSNull(),
+                "tid": thread.tid.map { Int($0) } as Any? ?? JSONNull(),
+                "namespace_tid": thread.namespaceTID.map { Int($0) } as Any? ?? JSONNull(),
+                "name": thread.name as Any? ?? JSONNull(),
+                "state": stateName(thread.state) as Any? ?? JSONNull(),
                 "holds_gil": thread.holdsGIL,
-                "opcode": thread.opcodeName as Any? ?? NSNull(),
-                "opcode_class": className(thread.instructionClass) as Any? ?? NSNull(),
+                "opcode": thread.opcodeName as Any? ?? JSONNull(),
+                "opcode_class": className(thread.instructionClass) as Any? ?? JSONNull(),
                 "truncated": thread.truncated,
                 "incomplete": thread.incomplete,
                 "frames": frames(of: thread, native: native).map(\.frame),
             ]
         }
         let object: [String: Any] = ["pid": Int(snapshot.pid), "python_version": snapshot.version.description,
-                                     "namespace_pid": snapshot.namespacePID.map { Int($0) } as Any? ?? NSNull(),
+                                     "namespace_pid": snapshot.namespacePID.map { Int($0) } as Any? ?? JSONNull(),
                                      "threads": threads]
-        guard let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) else { return "{}" }
-        return String(decoding: data, as: UTF8.self)
+        return JSONWriter.string(object)
     }
 }

@@ -1,8 +1,12 @@
 import ArgumentParser
-import Foundation
+import FoundationEssentials
 import Profiler
 import Push
 import Reports
+import TextFormatting
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Output formats of the main report.
 enum ReportFormat: String, ExpressibleByArgument, CaseIterable {
@@ -211,7 +215,7 @@ struct ProfileOptions: ParsableArguments {
 
     /// "1M" → 1048576; plain numbers are bytes.
     static func byteCount(_ text: String) -> UInt64? {
-        let trimmed = text.trimmingCharacters(in: .whitespaces).uppercased()
+        let trimmed = text.trimmingWhitespace().uppercased()
         let units: [Character: UInt64] = ["K": 1 << 10, "M": 1 << 20, "G": 1 << 30]
         if let last = trimmed.last, let unit = units[last] {
             return Double(trimmed.dropLast()).flatMap { $0 > 0 ? UInt64($0 * Double(unit)) : nil }

@@ -1,6 +1,6 @@
 import ArgumentParser
 import CScaleneSys
-import Foundation
+import FoundationEssentials
 import PythonInspector
 #if canImport(Glibc)
 import Glibc
@@ -34,13 +34,11 @@ struct RunCommand: ParsableCommand {
         let argv = Array(command.drop(while: { $0 == "--" }))
         // libcurl first: a missing one fails before the program is started.
         let curl = PushSetup.loadLibrary(options)
-        let child = Process()
-        child.executableURL = URL(fileURLWithPath: Self.resolve(argv[0]))
-        child.arguments = Array(argv.dropFirst())
-        do { try child.run() } catch {
-            fail(Failure("cannot start \(argv[0]): \(error.localizedDescription)", .internalError))
+        let child: ChildProcess
+        do { child = try ChildProcess(path: Self.resolve(argv[0]), arguments: Array(argv.dropFirst())) } catch {
+            fail(Failure("cannot start \(argv[0]): \(error.description)", .internalError))
         }
-        let pid = child.processIdentifier
+        let pid = child.pid
         // Ctrl-C reaches the child too (same process group); we must survive it to report.
         scalene_install_stop_handlers()
         guard let target = Self.waitForInterpreter(pid: pid, child: child) else {
@@ -60,10 +58,10 @@ struct RunCommand: ParsableCommand {
     }
 
     /// Polls until the child's interpreter can be read and has a thread with a frame.
-    static func waitForInterpreter(pid: Int32, child: Process) -> PythonTarget? {
-        let deadline = Date().addingTimeInterval(30)
+    static func waitForInterpreter(pid: Int32, child: ChildProcess) -> PythonTarget? {
+        let deadline = scalene_monotonic_ns() + 30_000_000_000
         var lastError: InspectError?
-        while child.isRunning && Date() < deadline {
+        while child.isRunning && scalene_monotonic_ns() < deadline {
             do {
                 let target = try PythonTarget(pid: pid)
                 let snapshot = try StackDumper(target: target).snapshot()

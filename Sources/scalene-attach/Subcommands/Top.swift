@@ -1,11 +1,15 @@
 import ArgumentParser
 import CScaleneSys
-import Foundation
+import FoundationEssentials
 import Injector
 import LiveView
 import Profiler
 import PythonInspector
 import Reports
+import TextFormatting
+#if canImport(Glibc)
+import Glibc
+#endif
 
 struct TopCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -145,7 +149,7 @@ struct TopCommand: ParsableCommand {
         Terminal.leave()
         switch end {
         case .targetExited:
-            printError(String(format: "scalene-attach: process %d exited after %.1f s", target.pid,
+            printError(String(printf: "scalene-attach: process %d exited after %.1f s", target.pid,
                               Double(scalene_monotonic_ns() - sampler.startMonotonic) / 1e9))
             return .processExited
         default:

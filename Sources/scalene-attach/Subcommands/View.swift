@@ -1,7 +1,10 @@
 import ArgumentParser
 import Export
-import Foundation
+import FoundationEssentials
 import Reports
+#if canImport(Glibc)
+import Glibc
+#endif
 
 struct ViewCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
