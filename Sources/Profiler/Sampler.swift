@@ -255,7 +255,7 @@ public final class Sampler {
             lastFullIdleCheck = statistics.ticks
             unaccountedCPU = 0
         }
-        var idle = Set<Int32>()
+        var idle = Set<Int32>(minimumCapacity: tracks.count)
         for (tid, track) in tracks where !track.last.running {
             // The last holder may have taken the GIL again without the count moving (a lone
             // thread waking from a sleep does): its run time is always read.

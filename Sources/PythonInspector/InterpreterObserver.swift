@@ -171,7 +171,10 @@ public final class InterpreterObserver<Memory: ProcessMemory> {
             }
             result.append(observation)
         }
-        var pthreadCounts = [UInt64: Int]()
+        // Counted only when some thread has no frame (most ticks none has, and with many threads
+        // the count is most of a tick's work).
+        guard result.contains(where: { $0.frames.isEmpty && !$0.unchanged }) else { return result }
+        var pthreadCounts = [UInt64: Int](minimumCapacity: result.count)
         for observation in result { pthreadCounts[observation.pthreadID, default: 0] += 1 }
         for index in result.indices where pthreadCounts[result[index].pthreadID, default: 0] > 1 && result[index].frames.isEmpty
             && !result[index].unchanged {

@@ -63,12 +63,16 @@ public struct RemoteMemory: ProcessMemory {
                 offsets.append(total)
                 total += request.count
             }
-            var storage = [UInt8](repeating: 0, count: total)
-            let ok = storage.withUnsafeMutableBytes { raw in
-                readBatch(chunk.indices.map { index in
+            // Not zero-filled first (tens of KB a tick with many threads): every byte is either
+            // read or the whole batch is dropped.
+            var ok = false
+            let storage = [UInt8](unsafeUninitializedCapacity: total) { buffer, initialized in
+                let raw = UnsafeMutableRawBufferPointer(buffer)
+                ok = readBatch(chunk.indices.map { index in
                     (chunk[index].address,
                      UnsafeMutableRawBufferPointer(rebasing: raw[offsets[index]..<(offsets[index] + chunk[index].count)]))
                 })
+                initialized = total
             }
             guard ok else { return nil }
             let whole = RemoteBytes(address: 0, storage: storage)
