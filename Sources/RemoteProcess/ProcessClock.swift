@@ -13,6 +13,9 @@ public struct ProcessClock: Sendable {
 
     /// Nil when the process is gone (or the kernel refuses its clock).
     public init?(pid: Int32) {
+        // The clock id is the pid shifted left by three bits in 32: a pid beyond the kernel's
+        // largest (2^22) would wrap around to another clock (Int32.max gives our own process's).
+        guard pid > 0, pid <= 1 << 22 else { return nil }
         var clock = clockid_t()
         guard clock_getcpuclockid(pid, &clock) == 0 else { return nil }
         self.clock = clock
