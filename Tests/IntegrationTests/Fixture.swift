@@ -81,33 +81,20 @@ final class FixtureProcess: @unchecked Sendable {
 
     /// Reads stdout until a line with `prefix`, returning that line.
     func waitForLine(prefix: String, timeout: TimeInterval) throws -> String {
-        let deadline = Date().addingTimeInterval(timeout)
-        let fd = stdout.fileHandleForReading.fileDescriptor
-        while true {
-            if let range = buffered.firstRange(of: Data([10])) {
-                let line = String(decoding: buffered[buffered.startIndex..<range.lowerBound], as: UTF8.self)
-                buffered.removeSubrange(buffered.startIndex..<range.upperBound)
-                if line.hasPrefix(prefix) { return line }
-                continue
-            }
-            let remaining = deadline.timeIntervalSinceNow
-            guard remaining > 0 else { throw HarnessError("fixture did not print \(prefix) in time; stderr: \(errorOutput())") }
-            var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-            let ready = poll(&pfd, 1, Int32(min(remaining, 1) * 1000))
-            if ready > 0 {
-                var chunk = [UInt8](repeating: 0, count: 4096)
-                let n = read(fd, &chunk, chunk.count)
-                if n <= 0 {
-                    throw HarnessError("fixture exited before printing \(prefix); stderr: \(errorOutput())")
-                }
-                buffered.append(contentsOf: chunk[0..<n])
-            }
-        }
+        let (seen, ended) = readLines(timeout: timeout) { $0.hasPrefix(prefix) }
+        if let last = seen.last, last.hasPrefix(prefix) { return last }
+        throw HarnessError(ended ? "fixture exited before printing \(prefix); stderr: \(errorOutput())"
+                                 : "fixture did not print \(prefix) in time; stderr: \(errorOutput())")
     }
 
     /// The lines the fixture prints, read until one satisfies `done` or `timeout` passes (no error:
     /// the caller judges what arrived).
     func lines(timeout: TimeInterval, until done: (String) -> Bool) -> [String] {
+        readLines(timeout: timeout, until: done).lines
+    }
+
+    /// The lines read until one satisfies `done`, the time is up, or the output ends (`ended`).
+    private func readLines(timeout: TimeInterval, until done: (String) -> Bool) -> (lines: [String], ended: Bool) {
         var seen = [String]()
         let deadline = Date().addingTimeInterval(timeout)
         let fd = stdout.fileHandleForReading.fileDescriptor
@@ -116,16 +103,16 @@ final class FixtureProcess: @unchecked Sendable {
                 let line = String(decoding: buffered[buffered.startIndex..<range.lowerBound], as: UTF8.self)
                 buffered.removeSubrange(buffered.startIndex..<range.upperBound)
                 seen.append(line)
-                if done(line) { return seen }
+                if done(line) { return (seen, false) }
                 continue
             }
             let remaining = deadline.timeIntervalSinceNow
-            guard remaining > 0 else { return seen }
+            guard remaining > 0 else { return (seen, false) }
             var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
             if poll(&pfd, 1, Int32(min(remaining, 1) * 1000)) > 0 {
                 var chunk = [UInt8](repeating: 0, count: 4096)
                 let n = read(fd, &chunk, chunk.count)
-                if n <= 0 { return seen }
+                if n <= 0 { return (seen, true) }
                 buffered.append(contentsOf: chunk[0..<n])
             }
         }
