@@ -41,3 +41,15 @@ func dump(pid: Int32, blocking: Bool = false) throws -> DumpOutput {
     }
     return try DumpOutput.decode(result.stdout)
 }
+
+/// Dumps until `settled` holds (for at most 3 s) and returns the last dump. A fixture prints READY
+/// just before it reaches the line it then stays on; on a busy machine the first dump can come
+/// between the two.
+func dump(pid: Int32, blocking: Bool = false, until settled: (DumpOutput) -> Bool) throws -> DumpOutput {
+    var output = try dump(pid: pid, blocking: blocking)
+    for _ in 0..<30 where !settled(output) {
+        usleep(100_000)
+        output = try dump(pid: pid, blocking: blocking)
+    }
+    return output
+}

@@ -18,7 +18,7 @@ struct DumpTests {
         let depth = 60
         let fixture = try FixtureProcess(python: python.path, script: script, arguments: [String(depth)])
         defer { fixture.kill() }
-        let output = try dump(pid: fixture.pid)
+        let output = try dump(pid: fixture.pid) { $0.threads.first?.frames.first?.line == marks["deepest"] }
         #expect(output.pid == Int(fixture.pid))
         #expect(output.python_version.hasPrefix("3.\(python.minor)."))
         let main = try #require(output.threads.first { $0.tid == Int(fixture.pid) })
@@ -45,11 +45,7 @@ struct DumpTests {
         defer { fixture.kill() }
         // READY is printed when the barrier opens; on a busy machine a worker may still be on its
         // way from the barrier to its sleep: wait (bounded) until every thread is asleep.
-        var output = try dump(pid: fixture.pid)
-        for _ in 0..<30 where !output.threads.allSatisfy({ $0.state == "sleeping" }) {
-            usleep(100_000)
-            output = try dump(pid: fixture.pid)
-        }
+        let output = try dump(pid: fixture.pid) { $0.threads.allSatisfy { $0.state == "sleeping" } }
         #expect(output.threads.count == 4)
         let tids = output.threads.compactMap(\.tid)
         #expect(Set(tids).count == 4, "every thread has its own OS thread id: \(tids)")
@@ -91,10 +87,8 @@ struct DumpTests {
         defer { fixture.kill() }
         // READY is printed before the main thread calls spin, and the spinner may not have reached
         // it yet on a busy machine: wait (bounded) until both threads are in spin.
-        for _ in 0..<30 {
-            let output = try dump(pid: fixture.pid)
-            if output.threads.count == 2 && output.threads.allSatisfy({ $0.frames.first?.function == "spin" }) { break }
-            usleep(100_000)
+        _ = try dump(pid: fixture.pid) {
+            $0.threads.count == 2 && $0.threads.allSatisfy { $0.frames.first?.function == "spin" }
         }
         // A blocking dump sees a consistent stack on the first try.
         let stopped = try dump(pid: fixture.pid, blocking: true)
@@ -133,7 +127,7 @@ struct DumpTests {
         let marks = try markers(in: script)
         let fixture = try FixtureProcess(python: python.path, script: script)
         defer { fixture.kill() }
-        let output = try dump(pid: fixture.pid)
+        let output = try dump(pid: fixture.pid) { $0.threads.first?.frames.first?.line == marks["unicode-sleep"] }
         let main = try #require(output.threads.first)
         #expect(main.name == "главный-поток")
         let top = try #require(main.frames.first)
@@ -149,7 +143,7 @@ struct DumpTests {
         let marks = try markers(in: script)
         let fixture = try FixtureProcess(python: python.path, script: script)
         defer { fixture.kill() }
-        let output = try dump(pid: fixture.pid)
+        let output = try dump(pid: fixture.pid) { $0.threads.first?.frames.first?.line == marks["far-sleep"] }
         let frames = try #require(output.threads.first?.frames)
         #expect(frames.first?.function == "far_away")
         #expect(frames.first?.line == marks["far-sleep"])
@@ -162,6 +156,9 @@ struct DumpTests {
         let marks = try markers(in: script)
         let fixture = try FixtureProcess(python: python.path, script: script)
         defer { fixture.kill() }
+        _ = try dump(pid: fixture.pid) {
+            $0.threads.first { $0.tid == Int(fixture.pid) }?.frames.first?.line == marks["churn-main"]
+        }
         for round in 0..<20 {
             let output = try dump(pid: fixture.pid, blocking: round % 4 == 3)
             let main = try #require(output.threads.first { $0.tid == Int(fixture.pid) })
