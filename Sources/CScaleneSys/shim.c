@@ -24,8 +24,9 @@ ssize_t scalene_vm_read(pid_t pid, void *local, size_t length, uint64_t remote) 
 
 ssize_t scalene_vm_readv(pid_t pid, void *const *locals, const uint64_t *remotes, const size_t *lengths,
                          int count) {
-    struct iovec l[64], r[64];
-    if (count < 0 || count > 64) { errno = EINVAL; return -1; }
+    // IOV_MAX (1024) is the kernel's bound on iovecs per call.
+    if (count < 0 || count > 1024) { errno = EINVAL; return -1; }
+    struct iovec l[count > 0 ? count : 1], r[count > 0 ? count : 1];
     for (int i = 0; i < count; i++) {
         l[i].iov_base = locals[i];
         l[i].iov_len = lengths[i];

@@ -21,6 +21,10 @@ public protocol ProcessMemory: Sendable {
     /// Copies several ranges, in as few system calls as the memory allows; nil if any range could
     /// not be read (the caller then reads them one by one).
     func remoteBytes(batch: [(address: UInt64, count: Int)]) -> [RemoteBytes]?
+
+    /// Copies several ranges, in as few system calls as the memory allows; each entry is nil where
+    /// its range could not be read, and the others are read all the same.
+    func remoteBytes(eachOf ranges: [(address: UInt64, count: Int)]) -> [RemoteBytes?]
 }
 
 extension ProcessMemory {
@@ -123,6 +127,10 @@ extension ProcessMemory {
             result.append(bytes)
         }
         return result
+    }
+
+    public func remoteBytes(eachOf ranges: [(address: UInt64, count: Int)]) -> [RemoteBytes?] {
+        ranges.map { try? remoteBytes(at: $0.address, count: $0.count) }
     }
 
     /// Copies `count` bytes at `address` as a `RemoteBytes` value.

@@ -49,39 +49,27 @@ struct RemoteMemoryTests {
         }
     }
 
-    @Test("readBatch reads several buffers in one call and reports any failure")
-    func readBatch() throws {
+    @Test("remoteBytes(eachOf:) reads several ranges in one call; an unreadable range is nil, the others are read")
+    func eachOf() throws {
         let sources = [LocalBuffer(Array(repeating: 0xaa, count: 24)), LocalBuffer((0..<100).map { UInt8($0) }),
                        LocalBuffer([9, 8, 7])]
-        var first = [UInt8](repeating: 0, count: 24), second = [UInt8](repeating: 0, count: 100)
-        var third = [UInt8](repeating: 0, count: 3)
-        let ok = first.withUnsafeMutableBytes { a in
-            second.withUnsafeMutableBytes { b in
-                third.withUnsafeMutableBytes { c in
-                    memory.readBatch([(sources[0].address, a), (sources[1].address, b), (sources[2].address, c)])
-                }
-            }
-        }
-        #expect(ok)
-        #expect(first == Array(repeating: 0xaa, count: 24))
-        #expect(second == (0..<100).map { UInt8($0) })
-        #expect(third == [9, 8, 7])
+        let all = memory.remoteBytes(eachOf: [(sources[0].address, 24), (sources[1].address, 100), (sources[2].address, 3)])
+        #expect(all.map { $0?.storage } == [Array(repeating: 0xaa, count: 24), (0..<100).map { UInt8($0) }, [9, 8, 7]])
+        #expect(all[1]?.address == sources[1].address)
 
         let page = try GuardedPage()
-        var a = [UInt8](repeating: 0, count: 8), b = [UInt8](repeating: 0, count: 8)
-        let withProtected = a.withUnsafeMutableBytes { a in
-            b.withUnsafeMutableBytes { b in memory.readBatch([(sources[0].address, a), (page.protected, b)]) }
-        }
-        #expect(!withProtected, "one unreadable range fails the batch")
-        let withNull = a.withUnsafeMutableBytes { a in memory.readBatch([(0, a)]) }
-        #expect(!withNull)
-        #expect(!memory.readBatch([]))
-        var many = [UInt8](repeating: 0, count: 65)
-        let tooMany = many.withUnsafeMutableBytes { raw in
-            memory.readBatch((0..<65).map { (sources[1].address + UInt64($0),
-                                              UnsafeMutableRawBufferPointer(rebasing: raw[$0..<($0 + 1)])) })
-        }
-        #expect(!tooMany, "more than 64 ranges is refused")
+        let mixed = memory.remoteBytes(eachOf: [(sources[0].address, 8), (page.protected, 8), (0, 8),
+                                                (UInt64.max - 3, 8), (sources[2].address, 3), (sources[1].address, 0)])
+        #expect(mixed.map { $0?.storage } == [Array(repeating: 0xaa, count: 8), nil, nil, nil, [9, 8, 7], nil],
+                "an unreadable range, a null one, one past the top and an empty one are nil; the rest are read")
+        #expect(memory.remoteBytes(batch: [(sources[0].address, 8), (page.protected, 8)]) == nil,
+                "a batch with an unreadable range is nil as a whole")
+        #expect(memory.remoteBytes(eachOf: []).isEmpty)
+
+        // More ranges than one call takes (1024) are read in several calls.
+        let many = memory.remoteBytes(eachOf: (0..<1500).map { (sources[1].address + UInt64($0 % 100), 1) })
+        #expect(many.count == 1500)
+        #expect(many.enumerated().allSatisfy { $0.element?.storage == [UInt8($0.offset % 100)] })
         withExtendedLifetime(sources) {}
     }
 
@@ -101,9 +89,7 @@ struct RemoteMemoryTests {
         let buffer = LocalBuffer([1, 2, 3, 4, 5, 6, 7, 8])
         let missing = RemoteMemory(pid: Int32.max - 1)  // above any pid_max
         #expect(throws: MemoryReadError.processGone) { try missing.pointer(at: buffer.address) }
-        var target = [UInt8](repeating: 0, count: 8)
-        let ok = target.withUnsafeMutableBytes { missing.readBatch([(buffer.address, $0)]) }
-        #expect(!ok)
+        #expect(missing.remoteBytes(eachOf: [(buffer.address, 8), (buffer.address, 4)]).allSatisfy { $0 == nil })
 
         // A child that has exited and been reaped no longer exists either.
         let child = try ChildProcess("/bin/true", [])
