@@ -62,8 +62,15 @@ public final class Sampler {
     var nativeSummary: NativeSummary?
     /// The GIL's memory: a thread blocked in a futex there waits for the GIL (found once).
     private var gilState: Range<UInt64>??
-    /// The GIL's hand-off count at the last tick.
-    private var lastGILSwitches: UInt64?
+    /// The GIL at the last tick.
+    private var lastGIL: GILReading?
+    /// The GIL changed hands at the last tick: run times are read before the stacks.
+    private var handOffExpected = false
+    /// When every thread state was last read (threads that ended are found then).
+    private var lastWholeList: UInt64 = 0
+    /// How often every thread state is read, at least (nanoseconds): threads that end are found
+    /// that late at most. A thread that starts is found at once (it is linked in at the head).
+    static let wholeListInterval: UInt64 = 100_000_000
     /// At most this many ticks pass between two reads of an idle thread's run time, when the
     /// target's process CPU clock cannot be read; with it, at least this many pass between two
     /// checks of all idle threads that it calls for.
@@ -76,6 +83,14 @@ public final class Sampler {
     /// state). Nil where it cannot be read.
     private let processClock: ProcessClock?
     private var lastProcessCPU: UInt64?
+    /// The process's kernel time at the last tick that read it (nanoseconds).
+    private var lastProcessKernel: UInt64?
+    /// Ticks before which the process clocks are not taken for a lone thread's (they showed CPU
+    /// of threads that were taken for resting).
+    private var loneClockBackoffUntil = 0
+    /// How many ticks may pass between two reads of a lone running thread's own files: they check
+    /// that the process clocks showed only its time (and give its exact state).
+    static let loneThreadCheckTicks = 16
     /// CPU seen this tick in the threads read (nanoseconds).
     private var seenCPU: UInt64 = 0
     /// CPU the process used beyond what its threads were seen to use, since the last full check
@@ -95,7 +110,8 @@ public final class Sampler {
         var profile: ThreadProfile
         var lastTime: UInt64
         var lastCPU: UInt64
-        var lastSystemTicks: UInt64
+        /// Kernel time at the last sample (nanoseconds).
+        var lastSystem: UInt64
         /// Kernel seconds reported by stat but not yet charged (stat counts whole ticks).
         var kernelDebt: Double = 0
         /// CPU seconds reported by schedstat but not yet charged: the kernel folds a running
@@ -110,8 +126,11 @@ public final class Sampler {
         /// -1 outside profiled files; a moving average): carried to intervals no sample tells about.
         var nativeFractionAt: [Int: Double] = [:]
         var lastSeenTick: Int
-        /// The last tick its run time was read at.
+        /// The last tick its run time was read at (from its own files).
         var lastClockTick: Int
+        /// Its run time at that reading, and the CPU the process clocks gave it since.
+        var lastOwnCPU: UInt64
+        var loneCPU: UInt64 = 0
         /// It held the GIL at its last sample.
         var lastHeldGIL = false
         /// Its thread state's address at its last sample.
@@ -119,6 +138,9 @@ public final class Sampler {
         /// Wall time off the CPU at `last` not yet charged, and the samples that saw it.
         var idleNanoseconds: UInt64 = 0
         var idleSamples = 0
+        /// The first and the last tick of its current rest (not read: it had not run), -1 if none.
+        var restStart = -1
+        var lastRestTick = -1
         /// The tick the thread was first seen at: only names read since then are its own.
         let firstTick: Int
         var pthreadID: UInt64
@@ -132,11 +154,12 @@ public final class Sampler {
             self.profile = profile
             lastTime = time
             lastCPU = reading.cpuNanoseconds
-            lastSystemTicks = reading.systemTicks
+            lastSystem = reading.systemNanoseconds
             last = endpoint
             lastStack = stack
             lastSeenTick = tick
             lastClockTick = tick
+            lastOwnCPU = reading.cpuNanoseconds
             firstTick = tick
             self.pthreadID = pthreadID
         }
@@ -198,6 +221,9 @@ public final class Sampler {
             while true {
                 let current = scalene_monotonic_ns()
                 if current >= deadline { break }
+                // A deadline closer than a wake-up takes is waited for on the CPU: sleeping would
+                // cost about as much and wake late (rates of tens of kHz).
+                if deadline - current < Self.spinBelow { continue }
                 let rc = scalene_sleep_until(min(deadline, current + 50_000_000))
                 if rc == EINTR, stop(scalene_monotonic_ns()) != nil { break }
                 if rc != EINTR && rc != 0 { break }
@@ -205,6 +231,9 @@ public final class Sampler {
             }
         }
     }
+
+    /// Deadlines closer than this (nanoseconds) are waited for without sleeping.
+    static let spinBelow: UInt64 = 60_000
 
     func currentStatus(now: UInt64) -> SamplerStatus {
         let elapsed = Double(now - startMonotonic) / 1e9
@@ -230,22 +259,19 @@ public final class Sampler {
     @discardableResult
     public func tick(now: UInt64) -> Bool {
         statistics.ticks += 1
+        let previousTick = lastTick
         lastTick = now
-        let observations: [ThreadObservation]
         // A thread that was off the CPU at its last sample and has used no CPU since has not moved:
-        // one read of its run time replaces the reads of its state and stack (most threads of a
-        // server are blocked most of the time).
-        // Cheaper still: with no GIL hand-off since the last tick, a thread that was off the CPU
-        // without the GIL has run no Python code; its run time is read every `idleCheckTicks`
-        // ticks all the same, for native code that runs without the GIL.
-        // (Read only when some thread is off the CPU: a target whose threads all run gains nothing.)
-        let offCPU = tracks.values.contains { !$0.last.running }
-        let handOffs = offCPU ? (gilState ?? nil).flatMap { observer.threads.gilHandOffs(gil: $0.lowerBound) } : nil
-        let noHandOff = handOffs != nil && handOffs?.switches == lastGILSwitches
-        lastGILSwitches = handOffs?.switches
-        // Native code that runs without the GIL moves no hand-off count: the process CPU clock
-        // tells when some thread not read has used CPU, and only then are the idle threads' run
-        // times read (at most every `idleCheckTicks` ticks; without the clock, each thread's that often).
+        // it is resting, and neither its state nor its stack is read (most threads of a server
+        // are blocked most of the time). Whether it has used CPU is told, cheapest first, by:
+        // - the GIL: with no hand-off since the last tick, a thread that was off the CPU without
+        //   the GIL has run no Python code (read in the same batch as the stacks, so resting is
+        //   first assumed and checked after the read);
+        // - the process CPU clock: native code that runs without the GIL moves no hand-off count,
+        //   but its CPU shows in the process's clock and not in the threads read; when it does,
+        //   every resting thread's run time is read (at most every `idleCheckTicks` ticks);
+        // - its run time (schedstat), read every `idleRecheckTicks` ticks in any case.
+        if gilState == nil { gilState = .some(observer.gilState()) }
         let processCPU = processClock?.read()
         let clocked = processCPU != nil && lastProcessCPU != nil
         let checkAll = clocked && unaccountedCPU > unaccountedAllowance
@@ -255,21 +281,45 @@ public final class Sampler {
             lastFullIdleCheck = statistics.ticks
             unaccountedCPU = 0
         }
-        var idle = Set<Int32>(minimumCapacity: tracks.count)
-        for (tid, track) in tracks where !track.last.running {
-            // The last holder may have taken the GIL again without the count moving (a lone
-            // thread waking from a sleep does): its run time is always read.
-            if noHandOff && !track.lastHeldGIL && track.threadState != handOffs?.lastHolder && !checkAll
-                && statistics.ticks - track.lastClockTick < recheckTicks {
-                idle.insert(tid)
+        // Threads off the CPU at their last sample: resting if nothing says they have run. The
+        // last holder of the GIL may have taken it again without the count moving (a lone thread
+        // waking from a sleep does): it is always read.
+        var offCPU = [ThreadTrack]()
+        var resting = Set<UInt64>()
+        for track in tracks.values where !track.last.running {
+            offCPU.append(track)
+            if lastGIL != nil && !track.lastHeldGIL && track.threadState != lastGIL?.lastHolder && !checkAll
+                && statistics.ticks - track.lastClockTick < recheckTicks && !handOffExpected {
+                resting.insert(track.threadState)
             } else if let runTime = track.clock.runTime(), runTime == track.lastCPU {
-                idle.insert(tid)
+                resting.insert(track.threadState)
                 track.lastClockTick = statistics.ticks
             }
         }
-        seenCPU = 0
+        // With at most one thread not resting, the process's clocks are that thread's: read its
+        // kernel time with its run time (two more clock reads instead of two /proc files).
+        let processKernel = processCPU != nil && tracks.count - resting.count <= 1 ? processClock?.kernel() : nil
+        let wholeList = now &- lastWholeList >= Self.wholeListInterval || resting.isEmpty
+        var read: InterpreterRead
         do {
-            observations = try observer.observe(threadIDs: threadIDs, unchanged: { idle.contains($0) })
+            read = try observer.read(threadIDs: threadIDs, resting: resting, wholeList: wholeList)
+            // The GIL changed hands since the last tick: a thread taken for resting may have run.
+            if let gil = read.gil, gil.switches != lastGIL?.switches, !resting.isEmpty, !handOffExpected {
+                var moved = Set<UInt64>()
+                for track in offCPU where resting.contains(track.threadState) {
+                    if let runTime = track.clock.runTime(), runTime == track.lastCPU {
+                        track.lastClockTick = statistics.ticks
+                    } else {
+                        moved.insert(track.threadState)
+                    }
+                }
+                if !moved.isEmpty {
+                    resting.subtract(moved)
+                    let more = try observer.read(threadIDs: threadIDs, resting: resting, wholeList: false)
+                    let seen = Set(read.threads.map(\.threadState))
+                    read.threads += more.threads.filter { !seen.contains($0.threadState) }
+                }
+            }
         } catch {
             if case .processGone = error { return false }
             // Every thread of this tick is lost: count them all as unreadable samples.
@@ -279,23 +329,12 @@ public final class Sampler {
             statistics.unreadableSamples += lost
             return false
         }
-        // Names are keyed by pthread id, which a new thread may reuse from one that ended: a name
-        // read before a thread was first seen may be its predecessor's, so a new thread waits for a
-        // read made after it appeared (at most ten a second; every 2 s in any case, for renames).
-        let unnamed = observations.contains { observation in
-            guard let tid = observation.tid else { return false }
-            return tracks[tid].map { $0.firstTick > namesTick } ?? true
-        }
-        if now - lastNameRead > 2_000_000_000 || (unnamed && now - lastNameRead > 100_000_000) {
-            lastNameRead = now
-            if let interpreter = try? observer.mainInterpreter(), let fresh = names.names(interpreter: interpreter) {
-                threadNames = fresh
-                namesTick = statistics.ticks
-            }
-        }
-        if gilState == nil {
-            gilState = .some((try? observer.mainInterpreter()).flatMap { observer.threads.gilState(interpreter: $0) })
-        }
+        // With hand-offs at one tick, the next is likely to have some too (threads taking turns):
+        // then run times are read before the stacks, sparing a second read of the interpreter.
+        handOffExpected = read.gil != nil && lastGIL != nil && read.gil?.switches != lastGIL?.switches
+        lastGIL = read.gil
+        if read.wholeList { lastWholeList = now }
+        readNames(read.threads, now: now)
         if now - lastRevalidation > 1_000_000_000 {
             lastRevalidation = now
             observer.stacks.revalidateCache()
@@ -305,7 +344,17 @@ public final class Sampler {
         if let native {
             for stack in native.collect(now: now, running: Array(tracks.keys)) { nativeStacks[stack.tid, default: []].append(stack) }
         }
-        for observation in observations {
+        seenCPU = 0
+        var running = 0
+        var tracked = 0
+        for observation in read.threads where observation.tid.map({ !options.excludedThreads.contains($0) }) ?? false {
+            tracked += 1
+        }
+        let loneClocks = tracked == 1 && !checkAll && statistics.ticks >= loneClockBackoffUntil
+            ? processCPU.flatMap { cpu in processKernel.map { (cpu, $0) } } : nil
+        statistics.threadSamples += resting.count
+        statistics.idleThreadSamples += resting.count
+        for observation in read.threads {
             if observation.unmapped { statistics.unmappedThreadSamples += 1 }
             guard let tid = observation.tid, !options.excludedThreads.contains(tid) else { continue }
             statistics.threadSamples += 1
@@ -313,31 +362,19 @@ public final class Sampler {
             if observation.retried && !observation.walk.incomplete { statistics.retriedSamples += 1 }
             let location = table.innermostProfiled(observation.frames)
             let stack = observation.frames.isEmpty ? nil : table.stack(observation.frames)
-            if observation.unchanged, let track = tracks[tid], track.pthreadID == observation.pthreadID {
-                // Off the CPU since its last sample, where it still is: its wall time there is
-                // added up and charged in one piece when it next moves (or at the report).
-                statistics.idleThreadSamples += 1
-                let wall = now &- track.lastTime
-                track.idleNanoseconds &+= wall
-                track.idleSamples += 1
-                track.profile.samples += 1
-                track.profile.wallSeconds += Double(wall) / 1e9
-                track.lastTime = now
-                track.lastSeenTick = statistics.ticks
-                track.lastHeldGIL = observation.holdsGIL
-                track.threadState = observation.threadState
-                if observation.holdsGIL { track.profile.gilSamples += 1 }
-            } else if let track = tracks[tid], track.pthreadID == observation.pthreadID {
-                guard let reading = track.clock.read() else { continue }
+            if let track = tracks[tid], track.pthreadID == observation.pthreadID {
+                guard let reading = clockReading(track, observation: observation, loneClocks: loneClocks) else { continue }
+                // It rested until the previous tick: that time is charged where it sat.
+                if track.lastRestTick == statistics.ticks - 1 { rest(track, until: previousTick) }
                 let endpoint = Endpoint(location: location, running: reading.isRunning,
                                         native: Self.isNative(observation, running: reading.isRunning),
                                         waitingForGIL: waitsForGIL(track.clock, running: reading.isRunning))
                 attribute(track, reading: reading, endpoint: endpoint, stack: stack, now: now, sinceStart: sinceStart,
                           observation: observation, nativeStacks: nativeStacks[tid] ?? [])
                 if namesTick >= track.firstTick, let name = threadNames[observation.pthreadID] { track.profile.name = name }
+                if reading.isRunning { running += 1 }
             } else {
                 // Its stack was not read: it is measured from the next tick on.
-                if observation.unchanged { continue }
                 if let old = tracks[tid] { retire(old) }
                 guard let clock = ThreadClock(pid: target.pid, tid: tid), let reading = clock.read() else { continue }
                 let endpoint = Endpoint(location: location, running: reading.isRunning,
@@ -354,10 +391,19 @@ public final class Sampler {
                 tracks[tid] = track
             }
         }
-        // Threads gone from the interpreter for a few ticks have ended.
-        for (tid, track) in tracks where statistics.ticks - track.lastSeenTick > 3 {
-            retire(track)
-            tracks[tid] = nil
+        for track in offCPU where resting.contains(track.threadState) {
+            // Resting: charged when it next moves (or at the report), in one piece.
+            if track.lastRestTick != statistics.ticks - 1 { track.restStart = statistics.ticks }
+            track.lastRestTick = statistics.ticks
+            track.lastSeenTick = statistics.ticks
+        }
+        // Threads gone from the interpreter's list have ended.
+        if read.wholeList {
+            let listed = Set(read.listed)
+            for (tid, track) in tracks where !listed.contains(track.threadState) && statistics.ticks - track.lastSeenTick > 3 {
+                retire(track)
+                tracks[tid] = nil
+            }
         }
         if let processCPU {
             if let last = lastProcessCPU, processCPU >= last {
@@ -366,10 +412,73 @@ public final class Sampler {
                                                 : unaccountedCPU - min(unaccountedCPU, seenCPU - used)
             }
             lastProcessCPU = processCPU
-            let running = tracks.values.reduce(0) { $0 + ($1.last.running ? 1 : 0) }
+            lastProcessKernel = processKernel
             unaccountedAllowance = 10_000_000 * UInt64(running + 1)
         }
         return true
+    }
+
+    /// Reads thread names when some thread read is new. Names are keyed by pthread id, which a new
+    /// thread may reuse from one that ended: a name read before a thread was first seen may be its
+    /// predecessor's, so a new thread waits for a read made after it appeared (at most ten a
+    /// second; every 2 s in any case, for renames).
+    private func readNames(_ observations: [ThreadObservation], now: UInt64) {
+        let unnamed = observations.contains { observation in
+            guard let tid = observation.tid else { return false }
+            return tracks[tid].map { $0.firstTick > namesTick } ?? true
+        }
+        guard now - lastNameRead > 2_000_000_000 || (unnamed && now - lastNameRead > 100_000_000) else { return }
+        lastNameRead = now
+        if let interpreter = try? observer.mainInterpreter(), let fresh = names.names(interpreter: interpreter) {
+            threadNames = fresh
+            namesTick = statistics.ticks
+        }
+    }
+
+    /// Charges a resting thread's time off the CPU, up to `until`, where it sat.
+    private func rest(_ track: ThreadTrack, until: UInt64) {
+        guard until > track.lastTime else { return }
+        let wall = until - track.lastTime
+        let samples = max(1, track.lastRestTick - track.restStart + 1)
+        track.idleNanoseconds &+= wall
+        track.idleSamples += samples
+        track.profile.samples += samples
+        track.profile.wallSeconds += Double(wall) / 1e9
+        track.lastTime = until
+        track.lastRestTick = -1
+    }
+
+    /// A thread's run time, kernel time and state now: from its /proc files, or, when it is the only
+    /// thread that can have run since the last tick and it held the GIL then and now, from the
+    /// process's clocks (`loneClocks`: run time and kernel time), which are then its own. Its own
+    /// files are read every `loneThreadCheckTicks` ticks all the same: if the process clocks ran
+    /// ahead of them, another thread ran unseen (native code without the GIL), and the process
+    /// clocks are not used for a while (and the resting threads are checked).
+    private func clockReading(_ track: ThreadTrack, observation: ThreadObservation,
+                              loneClocks: (cpu: UInt64, kernel: UInt64)?) -> ThreadClock.Reading? {
+        if let loneClocks, let lastCPU = lastProcessCPU, let lastKernel = lastProcessKernel,
+           loneClocks.cpu >= lastCPU, loneClocks.kernel >= lastKernel,
+           observation.holdsGIL, track.lastHeldGIL, track.last.running,
+           statistics.ticks - track.lastClockTick < Self.loneThreadCheckTicks {
+            track.loneCPU &+= loneClocks.cpu - lastCPU
+            return ThreadClock.Reading(cpuNanoseconds: track.lastCPU &+ (loneClocks.cpu - lastCPU),
+                                       systemNanoseconds: track.lastSystem &+ (loneClocks.kernel - lastKernel),
+                                       state: UInt8(ascii: "R"))
+        }
+        guard let reading = track.clock.read() else { return nil }
+        if track.loneCPU > 0 {
+            // The process clocks stood for this thread since its last own reading: they may run
+            // ahead of its run time by a scheduler tick of lag (10 ms at most), no more.
+            let own = reading.cpuNanoseconds >= track.lastOwnCPU ? reading.cpuNanoseconds - track.lastOwnCPU : 0
+            if track.loneCPU > own &+ 10_000_000 {
+                unaccountedCPU &+= track.loneCPU - own
+                loneClockBackoffUntil = statistics.ticks + Self.idleRecheckTicks
+            }
+            track.loneCPU = 0
+        }
+        track.lastOwnCPU = reading.cpuNanoseconds
+        track.lastClockTick = statistics.ticks
+        return reading
     }
 
     /// Whether a thread that is not running is blocked in a futex on the GIL's own mutex or
@@ -407,8 +516,8 @@ public final class Sampler {
         track.cpuDebt += Double(cpuNanoseconds) / 1e9
         let cpu = min(track.cpuDebt, wall)
         track.cpuDebt -= cpu
-        if reading.systemTicks > track.lastSystemTicks {
-            track.kernelDebt += Double((reading.systemTicks - track.lastSystemTicks) * ThreadClock.nanosecondsPerTick) / 1e9
+        if reading.systemNanoseconds > track.lastSystem {
+            track.kernelDebt += Double(reading.systemNanoseconds - track.lastSystem) / 1e9
         }
         let kernel = min(track.kernelDebt, cpu)
         track.kernelDebt -= kernel
@@ -427,14 +536,13 @@ public final class Sampler {
         track.profile.cpuSeconds += cpu
         track.lastTime = now
         track.lastCPU = reading.cpuNanoseconds
-        track.lastSystemTicks = reading.systemTicks
+        track.lastSystem = reading.systemNanoseconds
         track.last = endpoint
         track.lastStack = stack
         track.lastFrames = observation.frames
         track.lastSeenTick = statistics.ticks
         track.lastHeldGIL = observation.holdsGIL
         track.threadState = observation.threadState
-        if !observation.unchanged { track.lastClockTick = statistics.ticks }
     }
 
     /// Adds an interval's shares to the thread's lines, stacks and timeline.
@@ -478,6 +586,7 @@ public final class Sampler {
 
     /// The thread's accumulated data with location indices turned into source lines.
     private func fold(_ track: ThreadTrack) -> ThreadProfile {
+        if track.lastRestTick >= 0 { rest(track, until: lastTick) }
         flushIdle(track, sinceStart: Double(lastTick &- startMonotonic) / 1e9)
         var profile = track.profile
         for (location, time) in track.lineTime {

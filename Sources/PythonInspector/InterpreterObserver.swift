@@ -24,13 +24,29 @@ public struct ThreadObservation {
     /// A thread state created for a thread that has not started yet: until the new thread runs,
     /// it carries the pthread id of the thread that created it, so it has no tid or name of its own.
     public var isStarting = false
-    /// The caller said this thread has not run since its last observation: its stack was not read
-    /// (`frames` is empty; the caller keeps the previous ones).
-    public var unchanged = false
+}
+
+/// What one read of the interpreter saw (see `InterpreterObserver.read`).
+public struct InterpreterRead {
+    /// The threads read, with their stacks: every thread, or every one the caller did not say was
+    /// resting.
+    public var threads: [ThreadObservation]
+    /// Every thread state was read: a thread state missing from `listed` has left the list.
+    public var wholeList: Bool
+    /// The thread states of the list, newest first, when `wholeList`.
+    public var listed: [UInt64]
+    /// The GIL's hand-off count and holder, where the version's GIL layout is known.
+    public var gil: GILReading?
 }
 
 /// Reads every thread of the main interpreter with its stack: the work shared by `dump` and the
 /// sampler. Not thread-safe (it owns caches).
+///
+/// A sampler reads the same structures again and again, and they move little between two reads:
+/// the thread states are the same, and each stack is still in the memory its last walk found it
+/// in. So each read starts with one batch of reads made from what the last one found (the list
+/// head, the GIL, each thread state, and the windows each thread's last walk used); only what that
+/// batch shows to have moved is read again. Every value is validated as if nothing were known.
 public final class InterpreterObserver<Memory: ProcessMemory> {
     public let layout: PythonLayout
     public let memory: Memory
@@ -39,8 +55,22 @@ public final class InterpreterObserver<Memory: ProcessMemory> {
     private var tidResolver = PthreadTIDResolver()
     private var tidsByPthread: [UInt64: Int32] = [:]
     private var interpreter: UInt64?
-    /// The thread states found last time: usually still the list, read in one go.
+    /// Where the GIL is (read once: it never moves), nil until found or where it cannot be.
+    private var gil: UInt64??
+    /// The thread states found last time, newest first: usually still the list.
     private var lastThreadStates: [UInt64] = []
+    /// What the last read learnt of each thread state.
+    private var known: [UInt64: KnownThread] = [:]
+
+    /// What is remembered of one thread state between reads.
+    private struct KnownThread {
+        var pthreadID: UInt64
+        /// 3.11–3.12: the `_PyCFrame` the thread state pointed at; its `current_frame` is read
+        /// with the thread state.
+        var cframe: UInt64 = 0
+        /// The windows its last walk found frames in, read again with the thread state.
+        var windows: [WindowRange] = []
+    }
 
     public init(memory: Memory, layout: PythonLayout, opcodes: OpcodeTable?, runtimeAddress: UInt64,
                 codeType: UInt64?, maximumDepth: Int = 2048) {
@@ -59,10 +89,18 @@ public final class InterpreterObserver<Memory: ProcessMemory> {
         return found
     }
 
+    /// The memory of the interpreter's GIL (`struct _gil_runtime_state`), found once.
+    public func gilState() -> Range<UInt64>? {
+        guard let interp = try? mainInterpreter() else { return nil }
+        let range = threads.gilState(interpreter: interp)
+        if gil == nil { gil = .some(range?.lowerBound) }
+        return range
+    }
+
     /// Walks a chain and resolves its code objects; a frame whose code object cannot be read makes
     /// the walk incomplete.
-    private func walkAndResolve(from start: WalkStart) -> (FrameWalk, [ResolvedFrame]) {
-        var walk = stacks.walk(from: start)
+    private func walkAndResolve(from start: WalkStart, known: [FrameWindow] = []) -> (FrameWalk, [ResolvedFrame]) {
+        var walk = stacks.walk(from: start, known: known)
         var frames = [ResolvedFrame]()
         frames.reserveCapacity(walk.frames.count)
         for (index, raw) in walk.frames.enumerated() {
@@ -77,12 +115,13 @@ public final class InterpreterObserver<Memory: ProcessMemory> {
     /// Further reads of a stack that tore, before it is counted as unreadable.
     static var retries: Int { 3 }
 
-    /// The thread states, read again when the list tore (a thread state freed while it was walked).
-    private func threadList(of interp: UInt64) throws(MemoryReadError) -> [ThreadRecord] {
+    /// The thread states, walked one by one (and again when the list tore: a thread state freed
+    /// while it was walked).
+    private func walkList(of interp: UInt64) throws(MemoryReadError) -> [ThreadRecord] {
         var attempt = 0
         while true {
             do {
-                return try threads.threads(of: interp, expected: attempt == 0 ? lastThreadStates : [])
+                return try threads.threads(of: interp)
             } catch {
                 attempt += 1
                 if case .unmapped = error, attempt <= Self.retries { continue }
@@ -99,57 +138,148 @@ public final class InterpreterObserver<Memory: ProcessMemory> {
     /// Observes every thread. Kernel ids come from `threadIDs`: the target stores them as its own
     /// PID namespace sees them (`native_thread_id`, or the tid in glibc's `struct pthread` for
     /// versions without it), and each is translated to ours.
-    /// `unchanged` names threads (by our tid) known not to have run since they were last observed:
-    /// their thread states are read (the list and the GIL need them) but not their stacks, which a
-    /// thread that has not run cannot have changed.
-    public func observe(threadIDs: ThreadIDSource,
-                        unchanged: (Int32) -> Bool = { _ in false }) throws(MemoryReadError) -> [ThreadObservation] {
+    public func observe(threadIDs: ThreadIDSource) throws(MemoryReadError) -> [ThreadObservation] {
+        try read(threadIDs: threadIDs).threads
+    }
+
+    /// Reads the threads and their stacks.
+    /// - Parameters:
+    ///   - resting: thread states the caller knows have not run since their last read (by the GIL
+    ///     and their run times): a thread that has not run cannot have moved, so neither its state
+    ///     nor its stack is read, and it is not in the result.
+    ///   - wholeList: read every thread state, to learn of threads that ended. Otherwise only the
+    ///     list's head (a new thread is linked in there) and the states of threads not resting are
+    ///     read, each checked to be the same thread as before; anything unexpected reads the whole
+    ///     list after all.
+    public func read(threadIDs: ThreadIDSource, resting: Set<UInt64> = [],
+                     wholeList: Bool = true) throws(MemoryReadError) -> InterpreterRead {
         let interp = try mainInterpreter()
-        let records = try threadList(of: interp)
-        lastThreadStates = records.map(\.address)
-        // 3.15+: each thread state says whether it holds the GIL (read with the states, no extra
-        // read). A read that tore across a GIL hand-off can show two holders: then ask the GIL.
-        let flags = records.compactMap(\.holdsGIL)
-        let holder: UInt64?
-        if flags.count == records.count && flags.filter({ $0 }).count <= 1 {
-            holder = records.first { $0.holdsGIL == true }?.address
-        } else {
-            holder = threads.gilHolder(interpreter: interp)
+        if gil == nil { _ = gilState() }
+        let gilAddress = gil ?? nil
+
+        // One batch: what the last read found, read again.
+        var ranges = [(address: UInt64, count: Int)]()
+        let head = ranges.count
+        ranges.append((interp.field(layout.interpreter.threadsHead), 8))
+        var main: Int?
+        if wholeList, let field = layout.interpreter.threadsMain {
+            main = ranges.count
+            ranges.append((interp.field(field), 8))
         }
+        var gilFields: Int?
+        if let gilAddress, let range = threads.gilFields(gil: gilAddress) {
+            gilFields = ranges.count
+            ranges.append(range)
+        }
+        var current: Int?
+        if let field = layout.runtime.gilstateTstateCurrent {
+            current = ranges.count
+            ranges.append((threads.runtimeAddress.field(field), 8))
+        }
+        let expected = lastThreadStates
+        let asked = wholeList ? expected : expected.filter { !resting.contains($0) }
+        let stateStart = ranges.count
+        for address in asked { ranges.append((address, threads.readSize)) }
+        // Per thread state asked for (not resting): where its speculative reads start and end.
+        var speculative = [Range<Int>]()
+        speculative.reserveCapacity(asked.count)
+        for address in asked {
+            let start = ranges.count
+            if !resting.contains(address), let thread = known[address] {
+                if let current = layout.thread.cframeCurrentFrame, thread.cframe != 0 {
+                    ranges.append((thread.cframe.field(current), 8))
+                }
+                for window in thread.windows { ranges.append((window.address, window.count)) }
+            }
+            speculative.append(start..<ranges.count)
+        }
+        let copies = memory.remoteBytes(eachOf: ranges)
+        guard copies[head] != nil else { throw firstReadError(interp: interp) }
+
+        // The list as the batch saw it, if it is the expected one.
+        var records = [ThreadRecord]()
+        var listed = expected
+        var whole = wholeList
+        var batchHolds = true
+        if !expected.isEmpty, copies[head]?.pointer(at: 0) == expected[0] {
+            records.reserveCapacity(asked.count)
+            for (index, address) in asked.enumerated() {
+                guard let bytes = copies[stateStart + index], bytes.pointer(at: layout.thread.interp) == interp else {
+                    batchHolds = false
+                    break
+                }
+                let record = threads.record(at: address, bytes: bytes)
+                if wholeList {
+                    // The chain of `next` pointers must be the expected list.
+                    let next = index + 1 < expected.count ? expected[index + 1] : 0
+                    guard bytes.pointer(at: layout.thread.next) == next else { batchHolds = false; break }
+                } else if let thread = known[address], thread.pthreadID != record.pthreadID {
+                    // Another thread's state at the address of one that ended.
+                    batchHolds = false
+                    break
+                }
+                records.append(record)
+            }
+            if batchHolds, let main {
+                // 3.14+: the main thread's state is always in the list.
+                guard let state = copies[main]?.pointer(at: 0), state == 0 || expected.contains(state) else {
+                    throw MemoryReadError.unmapped(address: interp, length: 0)
+                }
+            }
+        } else {
+            batchHolds = false
+        }
+        if !batchHolds {
+            // Something moved (a thread started or ended, or a read tore): walk the list.
+            records = try walkList(of: interp)
+            listed = records.map(\.address)
+            whole = true
+            speculative = []
+        }
+        lastThreadStates = listed
+        if whole {
+            let present = Set(listed)
+            known = known.filter { present.contains($0.key) }
+        }
+
+        let gilReading = gilFields.flatMap { copies[$0] }.flatMap { threads.gilReading($0) }
+        let holder = gilHolder(records: records, reading: gilReading,
+                               current: current.flatMap { copies[$0] }?.pointer(at: 0), interp: interp)
         if layout.thread.nativeThreadID == nil, records.contains(where: { $0.pthreadID != 0 && tidsByPthread[$0.pthreadID] == nil }) {
             // pthread ids are reused after a thread ends, so the whole map is rebuilt.
             tidsByPthread = tidResolver.resolve(records.map(\.pthreadID), tids: threadIDs.refresh().namespaceIDs,
                                                 memory: memory)
         }
+
+        // The stacks of the threads not resting.
+        let walked = records.indices.filter { !resting.contains(records[$0].address) }
+        var guesses = [[RemoteBytes?]]()
+        guesses.reserveCapacity(walked.count)
+        for index in walked {
+            if batchHolds, index < speculative.count {
+                guesses.append(speculative[index].map { copies[$0] })
+            } else {
+                guesses.append([])
+            }
+        }
+        let starts = walkStarts(records: walked.map { records[$0] }, guesses: guesses)
+
         let namespaced = threadIDs.map.isNamespaced
         var result = [ThreadObservation]()
-        result.reserveCapacity(records.count)
-        let ownIDs = records.map { $0.nativeThreadID ?? tidsByPthread[$0.pthreadID] }
-        let hostIDs = ownIDs.map { $0.flatMap { threadIDs.host($0) } }
-        let skipped = hostIDs.map { $0.map(unchanged) ?? false }
-        // Only the stacks of threads that may have moved are read (one batch for all of them).
-        var starts: [WalkStart?]
-        if skipped.contains(true) {
-            let walked = records.indices.filter { !skipped[$0] }
-            starts = [WalkStart?](repeating: nil, count: records.count)
-            for (index, start) in zip(walked, stacks.walkStarts(threadStates: walked.map { records[$0].bytes })) {
-                starts[index] = start
-            }
-        } else {
-            starts = stacks.walkStarts(threadStates: records.map(\.bytes))
-        }
-        for (index, record) in records.enumerated() {
-            let ownID = ownIDs[index]
-            let hostID = hostIDs[index]
+        result.reserveCapacity(walked.count)
+        for (position, index) in walked.enumerated() {
+            let record = records[index]
+            let ownID = record.nativeThreadID ?? tidsByPthread[record.pthreadID]
+            let hostID = ownID.flatMap { threadIDs.host($0) }
             var observation = ThreadObservation(threadState: record.address, pthreadID: record.pthreadID,
                                                 tid: hostID, holdsGIL: holder == record.address, frames: [],
                                                 walk: FrameWalk())
-            observation.unchanged = skipped[index]
             if namespaced || threadIDs.map.isNamespaced { observation.namespaceTID = ownID }
             // A thread the target knows (a pthread, an id) that we cannot find among its kernel threads.
             observation.unmapped = hostID == nil && (ownID != nil || record.pthreadID != 0)
-            if let start = starts[index] {
-                (observation.walk, observation.frames) = walkAndResolve(from: start)
+            var thread = KnownThread(pthreadID: record.pthreadID, cframe: cframe(of: record.bytes))
+            if let start = starts[position] {
+                (observation.walk, observation.frames) = walkAndResolve(from: start.start, known: start.known)
                 // A frame changed under us (popped, or its memory reused): the thread has moved on,
                 // so a fresh read of its chain usually succeeds.
                 for _ in 0..<Self.retries where observation.walk.incomplete {
@@ -162,27 +292,123 @@ public final class InterpreterObserver<Memory: ProcessMemory> {
                         break
                     }
                     (observation.walk, observation.frames) = walkAndResolve(from: again)
+                    thread.cframe = cframe(of: bytes)
                 }
                 if let top = observation.frames.first, observation.walk.frames.first?.code == top.code.address,
                    let instruction = stacks.instruction(of: top) {
                     observation.opcode = instruction.opcode
                     observation.instructionClass = instruction.kind
                 }
+                if !observation.walk.incomplete { thread.windows = observation.walk.windows }
             }
+            known[record.address] = thread
             result.append(observation)
         }
-        // Counted only when some thread has no frame (most ticks none has, and with many threads
-        // the count is most of a tick's work).
-        guard result.contains(where: { $0.frames.isEmpty && !$0.unchanged }) else { return result }
-        var pthreadCounts = [UInt64: Int](minimumCapacity: result.count)
-        for observation in result { pthreadCounts[observation.pthreadID, default: 0] += 1 }
-        for index in result.indices where pthreadCounts[result[index].pthreadID, default: 0] > 1 && result[index].frames.isEmpty
-            && !result[index].unchanged {
+        markStarting(&result, among: records)
+        return InterpreterRead(threads: result, wholeList: whole, listed: listed, gil: gilReading)
+    }
+
+    /// The error of a read whose list head could not be read: the process is gone, access is
+    /// refused, or the interpreter is not where it was.
+    private func firstReadError(interp: UInt64) -> MemoryReadError {
+        do { _ = try memory.pointer(at: interp.field(layout.interpreter.threadsHead)) } catch { return error }
+        return .unmapped(address: interp, length: 8)
+    }
+
+    /// The thread state holding the GIL: 3.15+ each state says so (read with the states; a read
+    /// that tore across a hand-off can show two holders: then the GIL is asked); 3.8–3.11 the
+    /// runtime's `gilstate.tstate_current`; otherwise the GIL's `last_holder` while it is locked.
+    private func gilHolder(records: [ThreadRecord], reading: GILReading?, current: UInt64?, interp: UInt64) -> UInt64? {
+        let flags = records.compactMap(\.holdsGIL)
+        if !flags.isEmpty, flags.count == records.count, flags.filter({ $0 }).count <= 1 {
+            return records.first { $0.holdsGIL == true }?.address
+        }
+        if layout.runtime.gilstateTstateCurrent != nil {
+            guard let current else { return threads.gilHolder(interpreter: interp) }
+            return current == 0 ? nil : current
+        }
+        if let reading { return reading.locked && reading.lastHolder != 0 ? reading.lastHolder : nil }
+        return threads.gilHolder(interpreter: interp)
+    }
+
+    /// 3.11–3.12: the `_PyCFrame` a thread state points at.
+    private func cframe(of state: RemoteBytes) -> UInt64 {
+        layout.thread.cframeCurrentFrame == nil ? 0 : state.pointer(at: layout.thread.frame) ?? 0
+    }
+
+    /// Where each thread's walk starts, from its state and what was read for it in the batch
+    /// (`guesses`: for 3.11–3.12 its `_PyCFrame`'s `current_frame` first, then its windows): what
+    /// the batch did not hold is read in at most two more batches, one for the `_PyCFrame` hops
+    /// and one for the first windows.
+    private func walkStarts(records: [ThreadRecord], guesses: [[RemoteBytes?]]) -> [(start: WalkStart, known: [FrameWindow])?] {
+        let hopField = layout.thread.cframeCurrentFrame
+        var frames = [UInt64?](repeating: nil, count: records.count)
+        var knownWindows = [[FrameWindow]](repeating: [], count: records.count)
+        var hops = [(index: Int, range: (address: UInt64, count: Int))]()
+        for (index, record) in records.enumerated() {
+            var guess = guesses[index][...]
+            let thread = known[record.address]
+            guard let pointer = record.bytes.pointer(at: layout.thread.frame) else { continue }
+            if let hopField {
+                // The guessed hop is the first guess when the thread had a `_PyCFrame` last time.
+                let guessedHop = (thread?.cframe ?? 0) != 0 ? guess.popFirst() ?? nil : nil
+                if pointer == 0 {
+                    frames[index] = 0
+                } else if pointer == thread?.cframe, let guessedHop, let frame = guessedHop.pointer(at: 0) {
+                    frames[index] = frame
+                } else {
+                    hops.append((index, (pointer.field(hopField), 8)))
+                }
+            } else {
+                frames[index] = pointer
+            }
+            if let windows = thread?.windows {
+                for (window, bytes) in zip(windows, guess) {
+                    if let bytes { knownWindows[index].append(FrameWindow(bytes: bytes, isChunk: window.isChunk)) }
+                }
+            }
+        }
+        if !hops.isEmpty {
+            for (hop, bytes) in zip(hops, memory.remoteBytes(eachOf: hops.map(\.range))) {
+                frames[hop.index] = bytes?.pointer(at: 0)
+            }
+        }
+        // The first window of each thread whose innermost frame the known windows do not hold.
+        var reads = [(index: Int, range: (address: UInt64, count: Int), isChunk: Bool)]()
+        for (index, record) in records.enumerated() {
+            guard let frame = frames[index], frame != 0 else { continue }
+            let size = stacks.frameReadSize
+            if knownWindows[index].contains(where: { $0.bytes.view(at: frame, count: size) != nil }) { continue }
+            if let request = stacks.startRange(frame: frame, threadState: record.bytes) {
+                reads.append((index, request.range, request.isChunk))
+            }
+        }
+        var firstWindows = [FrameWindow?](repeating: nil, count: records.count)
+        if !reads.isEmpty {
+            for (read, bytes) in zip(reads, memory.remoteBytes(eachOf: reads.map(\.range))) {
+                firstWindows[read.index] = bytes.map { FrameWindow(bytes: $0, isChunk: read.isChunk) }
+            }
+        }
+        return records.indices.map { index in
+            guard let frame = frames[index], frame != 0 else { return nil }
+            let start = WalkStart(frame: frame, window: firstWindows[index],
+                                  baseFrame: stacks.baseFrame(threadState: records[index].bytes))
+            return (start, knownWindows[index])
+        }
+    }
+
+    /// A thread state created for a thread that has not started yet carries its creator's pthread
+    /// id and has no frame: it has no tid of its own. Counted only when some thread has no frame
+    /// (most reads none has, and with many threads the count is most of a read's work).
+    private func markStarting(_ result: inout [ThreadObservation], among records: [ThreadRecord]) {
+        guard result.contains(where: { $0.frames.isEmpty }) else { return }
+        var pthreadCounts = [UInt64: Int](minimumCapacity: records.count)
+        for record in records { pthreadCounts[record.pthreadID, default: 0] += 1 }
+        for index in result.indices where pthreadCounts[result[index].pthreadID, default: 0] > 1 && result[index].frames.isEmpty {
             result[index].isStarting = true
             result[index].tid = nil
             result[index].namespaceTID = nil
             result[index].unmapped = false
         }
-        return result
     }
 }

@@ -39,6 +39,23 @@ public struct FrameWalk: Sendable {
     /// A frame could not be read (torn or stale pointer), or (3.15+) the chain did not end at the
     /// thread's base frame: the stack may be incomplete.
     public var incomplete = false
+    /// The memory the frames were found in, innermost first: what to read again, in one batch with
+    /// the thread state, the next time this thread is walked (a stack moves little between samples).
+    public var windows: [WindowRange] = []
+}
+
+/// A range of the target's memory a walk found frames in.
+public struct WindowRange: Sendable, Equatable {
+    public var address: UInt64
+    public var count: Int
+    /// A data-stack chunk, read from its header (3.11+), rather than a page or a single frame.
+    public var isChunk: Bool
+
+    public init(address: UInt64, count: Int, isChunk: Bool) {
+        self.address = address
+        self.count = count
+        self.isChunk = isChunk
+    }
 }
 
 /// Where a walk starts: the innermost frame, and the memory already read around it.
@@ -67,6 +84,12 @@ enum WalkLimits {
     static let maximumChunkWindow = 256 << 10
     /// Chunks one walk copies at most (the depth bound ends a walk long before in practice).
     static let maximumChunks = 64
+    /// Windows read again for the next walk of a thread, at most, and their bytes at most.
+    static let maximumSpeculativeWindows = 128
+    static let maximumSpeculativeBytes = 512 << 10
+    /// Room left above the innermost frame when its chunk is read again: a call or two deeper
+    /// next time still lands in the same read.
+    static let speculativeMargin = 2048
 }
 
 /// Walks frame chains and resolves code objects, caching what it learns per code object. One reader
@@ -80,7 +103,8 @@ public final class StackReader<Memory: ProcessMemory> {
     public var maximumDepth: Int
     private var cache: [UInt64: CodeInfo] = [:]
     private var cacheLimit = 65536
-    private let frameReadSize: Int
+    /// Bytes read per frame: every field the walk uses.
+    let frameReadSize: Int
     private var visited = Set<UInt64>()
 
     public init(memory: Memory, layout: PythonLayout, opcodes: OpcodeTable?, codeType: UInt64?, maximumDepth: Int = 2048) {
@@ -158,7 +182,7 @@ public final class StackReader<Memory: ProcessMemory> {
 
     /// The first range a walk reads: the thread's current data-stack chunk from its header up to
     /// the end of the innermost frame when the frame lies in it, else the frame's page.
-    private func startRange(frame: UInt64, threadState: RemoteBytes) -> (range: (address: UInt64, count: Int), isChunk: Bool)? {
+    func startRange(frame: UInt64, threadState: RemoteBytes) -> (range: (address: UInt64, count: Int), isChunk: Bool)? {
         if let field = layout.thread.datastackChunk, let chunk = threadState.pointer(at: field), chunk != 0,
            let range = chunkRange(chunk: chunk, through: frame) {
             return (range, true)
@@ -185,19 +209,22 @@ public final class StackReader<Memory: ProcessMemory> {
         return (pageStart, Int(end - pageStart))
     }
 
-    /// Walks from `start` outwards.
-    public func walk(from start: WalkStart) -> FrameWalk {
-        walk(from: start.frame, window: start.window, baseFrame: start.baseFrame)
+    /// Walks from `start` outwards; `known` holds memory already read this time (the windows of the
+    /// thread's previous walk, read again), looked in before anything is read.
+    public func walk(from start: WalkStart, known: [FrameWindow] = []) -> FrameWalk {
+        walk(from: start.frame, window: start.window, baseFrame: start.baseFrame, known: known)
     }
 
-    /// Walks from `frame` outwards. `window`, if given, already holds the memory around `frame`.
-    /// `baseFrame` (3.15+: the thread state's `base_frame`) is where every complete chain ends.
-    public func walk(from frame: UInt64, window initial: FrameWindow? = nil, baseFrame: UInt64? = nil) -> FrameWalk {
+    /// Walks from `frame` outwards. `window`, if given, already holds the memory around `frame`;
+    /// `known` holds more memory read this time. `baseFrame` (3.15+: the thread state's
+    /// `base_frame`) is where every complete chain ends.
+    public func walk(from frame: UInt64, window initial: FrameWindow? = nil, baseFrame: UInt64? = nil,
+                     known: [FrameWindow] = []) -> FrameWalk {
         var walk = FrameWalk()
         var address = frame
         let f = layout.frame
         visited.removeAll(keepingCapacity: true)
-        var windows = WindowSet(initial)
+        var windows = WindowSet(initial, known: known)
         while address != 0 {
             guard walk.frames.count < maximumDepth, visited.insert(address).inserted else {
                 walk.truncated = true
@@ -232,22 +259,57 @@ public final class StackReader<Memory: ProcessMemory> {
         }
         // The outermost frame a walk reaches was entered from C, whatever its flags say.
         if !walk.truncated && !walk.incomplete, !walk.entries.isEmpty { walk.entries[walk.entries.count - 1] = true }
+        walk.windows = speculation(after: windows.used, innermost: windows.firstUsed)
         return walk
     }
 
-    /// The memory a walk has copied so far: data-stack chunks, innermost first, and the last page.
+    /// The memory a walk can find frames in: what it was given and what it has read, and which of
+    /// it held a frame.
     private struct WindowSet {
-        var chunks: [RemoteBytes] = []
-        var page: RemoteBytes?
+        private var windows: [FrameWindow] = []
+        /// Windows that held a frame, in the order the walk first found one in them.
+        private(set) var used: [WindowRange] = []
+        private var isUsed: [Bool] = []
+        /// The bytes of the first window that held a frame (the innermost frame's).
+        private(set) var firstUsed: RemoteBytes?
+        /// The chunk the walk is in (3.11+): an older frame not read yet is in the chunk before it.
+        private(set) var currentChunk: RemoteBytes?
+        private(set) var chunksRead = 0
+        /// Where the last frame was found: the next one is usually in the same window or the next.
+        private var hint = 0
 
-        init(_ initial: FrameWindow?) {
-            guard let initial else { return }
-            if initial.isChunk { chunks.append(initial.bytes) } else { page = initial.bytes }
+        init(_ initial: FrameWindow?, known: [FrameWindow]) {
+            if let initial { add(initial) }
+            for window in known { add(window) }
         }
 
-        func view(at address: UInt64, count: Int) -> RemoteBytes? {
-            for chunk in chunks { if let bytes = chunk.view(at: address, count: count) { return bytes } }
-            return page?.view(at: address, count: count)
+        mutating func add(_ window: FrameWindow) {
+            windows.append(window)
+            isUsed.append(false)
+        }
+
+        mutating func addRead(_ window: FrameWindow) {
+            add(window)
+            if window.isChunk { chunksRead += 1 }
+        }
+
+        /// The bytes of `[address, address + count)` from the first window that holds them all.
+        mutating func view(at address: UInt64, count: Int) -> RemoteBytes? {
+            guard !windows.isEmpty else { return nil }
+            for step in 0..<windows.count {
+                let index = (hint + step) % windows.count
+                guard let bytes = windows[index].bytes.view(at: address, count: count) else { continue }
+                if !isUsed[index] {
+                    isUsed[index] = true
+                    if used.isEmpty { firstUsed = windows[index].bytes }
+                    used.append(WindowRange(address: windows[index].bytes.address, count: windows[index].bytes.count,
+                                            isChunk: windows[index].isChunk))
+                }
+                if windows[index].isChunk { currentChunk = windows[index].bytes }
+                hint = index
+                return bytes
+            }
+            return nil
         }
     }
 
@@ -257,17 +319,39 @@ public final class StackReader<Memory: ProcessMemory> {
     /// brings in the frames below it on that page too.
     private func frameBytes(at address: UInt64, windows: inout WindowSet) -> RemoteBytes? {
         if let bytes = windows.view(at: address, count: frameReadSize) { return bytes }
-        if let header = layout.thread.stackChunk, windows.chunks.count < WalkLimits.maximumChunks,
-           let previous = windows.chunks.last?.pointer(at: header.previous), previous != 0,
+        if let header = layout.thread.stackChunk, windows.chunksRead < WalkLimits.maximumChunks,
+           let previous = windows.currentChunk?.pointer(at: header.previous), previous != 0,
            let range = chunkRange(chunk: previous, through: address),
            let chunk = try? memory.remoteBytes(at: range.address, count: range.count) {
-            windows.chunks.append(chunk)
-            return chunk.view(at: address, count: frameReadSize)
+            windows.addRead(FrameWindow(bytes: chunk, isChunk: true))
+            if let bytes = windows.view(at: address, count: frameReadSize) { return bytes }
         }
-        guard let range = self.window(for: address) else { return try? memory.remoteBytes(at: address, count: frameReadSize) }
-        guard let page = try? memory.remoteBytes(at: range.address, count: range.count) else { return nil }
-        windows.page = page
-        return page.view(at: address, count: frameReadSize)
+        let range = self.window(for: address) ?? (address, frameReadSize)
+        guard let read = try? memory.remoteBytes(at: range.address, count: range.count) else { return nil }
+        windows.addRead(FrameWindow(bytes: read, isChunk: false))
+        return windows.view(at: address, count: frameReadSize)
+    }
+
+    /// The ranges to read again, with the thread state, for the next walk of a thread whose last
+    /// walk found its frames in `windows`: the same ranges, the innermost chunk with room for a
+    /// deeper call (up to the chunk's own size), within the speculative bounds.
+    private func speculation(after windows: [WindowRange], innermost: RemoteBytes?) -> [WindowRange] {
+        var result = [WindowRange]()
+        var bytes = 0
+        for (index, window) in windows.enumerated() {
+            guard result.count < WalkLimits.maximumSpeculativeWindows else { break }
+            var range = window
+            if index == 0, window.isChunk, let header = layout.thread.stackChunk {
+                // The chunk's size (header included) bounds the read; a torn size is ignored.
+                let size = innermost.flatMap { $0.integer(UInt64.self, at: header.size) }
+                    .flatMap { RemoteArithmetic.count($0, atMost: WalkLimits.maximumChunkWindow) } ?? window.count
+                range.count = max(window.count, min(window.count + WalkLimits.speculativeMargin, size))
+            }
+            guard bytes + range.count <= WalkLimits.maximumSpeculativeBytes else { break }
+            bytes += range.count
+            result.append(range)
+        }
+        return result
     }
 
     /// The cached or freshly read code object at `address`.

@@ -17,6 +17,24 @@ public struct ThreadRecord: Sendable {
     public var holdsGIL: Bool? = nil
 }
 
+/// The GIL at one read.
+public struct GILReading: Sendable, Equatable {
+    /// `switch_number`: how many times the GIL has changed hands. It grows only when a thread other
+    /// than the last holder takes the GIL: unchanged between two reads, no thread but the last
+    /// holder can have run Python code in between.
+    public var switches: UInt64
+    /// `last_holder`: the thread state that took the GIL last.
+    public var lastHolder: UInt64
+    /// `locked`: some thread holds the GIL (the last holder).
+    public var locked: Bool
+
+    public init(switches: UInt64, lastHolder: UInt64, locked: Bool) {
+        self.switches = switches
+        self.lastHolder = lastHolder
+        self.locked = locked
+    }
+}
+
 /// Reads the interpreter and its thread states.
 public struct ThreadReader<Memory: ProcessMemory>: Sendable {
     public let memory: Memory
@@ -137,17 +155,31 @@ public struct ThreadReader<Memory: ProcessMemory>: Sendable {
         return overflow ? nil : start..<end
     }
 
-    /// How many times the GIL has changed hands (`switch_number`) and the thread state that took
-    /// it last (`last_holder`), in one read, given where the GIL is (`gilState`). The count grows
-    /// only when a thread other than the last holder takes the GIL: unchanged between two reads,
-    /// no thread but the last holder can have run Python code in between.
-    public func gilHandOffs(gil: UInt64) -> (switches: UInt64, lastHolder: UInt64)? {
-        guard let offsets = gilOffsets, let switches = offsets.switchNumber,
-              let holder = offsets.lastHolder,
-              let bytes = try? memory.remoteBytes(at: gil &+ UInt64(holder), count: switches + 8 - holder),
+    /// The range of the GIL that holds `last_holder`, `locked` and `switch_number`, given where the
+    /// GIL is (`gilState`): read with the thread states every sample. Nil where the layout does not
+    /// place them together.
+    public func gilFields(gil: UInt64) -> (address: UInt64, count: Int)? {
+        guard let offsets = gilOffsets, let switches = offsets.switchNumber, let holder = offsets.lastHolder else {
+            return nil
+        }
+        return (gil.field(holder), switches + 8 - holder)
+    }
+
+    /// The GIL as `gilFields` read it.
+    public func gilReading(_ bytes: RemoteBytes) -> GILReading? {
+        guard let offsets = gilOffsets, let switches = offsets.switchNumber, let holder = offsets.lastHolder,
               let count = bytes.integer(UInt64.self, at: switches - holder),
-              let last = bytes.integer(UInt64.self, at: 0) else { return nil }
-        return (count, last)
+              let last = bytes.integer(UInt64.self, at: 0),
+              let locked = bytes.int32(at: offsets.locked - holder) else { return nil }
+        return GILReading(switches: count, lastHolder: last, locked: locked != 0)
+    }
+
+    /// The GIL's hand-off count and last holder, read now (see `GILReading`).
+    public func gilHandOffs(gil: UInt64) -> GILReading? {
+        guard let range = gilFields(gil: gil), let bytes = try? memory.remoteBytes(at: range.address, count: range.count) else {
+            return nil
+        }
+        return gilReading(bytes)
     }
 
     /// The thread state holding the GIL, or nil when no thread holds it (or it cannot be told).

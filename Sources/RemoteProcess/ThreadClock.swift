@@ -18,16 +18,16 @@ public final class ThreadClock {
     public struct Reading: Sendable, Equatable {
         /// Nanoseconds on a CPU since the thread started (schedstat).
         public var cpuNanoseconds: UInt64
-        /// Kernel-mode CPU time in clock ticks (stat).
-        public var systemTicks: UInt64
+        /// Kernel-mode CPU time, in nanoseconds of whole clock ticks (stat).
+        public var systemNanoseconds: UInt64
         /// Scheduler state letter.
         public var state: UInt8
 
         public var isRunning: Bool { state == UInt8(ascii: "R") }
 
-        public init(cpuNanoseconds: UInt64, systemTicks: UInt64, state: UInt8) {
+        public init(cpuNanoseconds: UInt64, systemNanoseconds: UInt64, state: UInt8) {
             self.cpuNanoseconds = cpuNanoseconds
-            self.systemTicks = systemTicks
+            self.systemNanoseconds = systemNanoseconds
             self.state = state
         }
     }
@@ -105,7 +105,7 @@ public final class ThreadClock {
             guard m > 0, let (state, system) = Self.stateAndSystemTicks(UnsafeRawBufferPointer(rebasing: raw[0..<m])) else {
                 return nil
             }
-            return Reading(cpuNanoseconds: cpu, systemTicks: system, state: state)
+            return Reading(cpuNanoseconds: cpu, systemNanoseconds: system &* Self.nanosecondsPerTick, state: state)
         }
     }
 

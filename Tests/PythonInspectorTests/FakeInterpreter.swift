@@ -333,7 +333,8 @@ extension FakeHeap {
         if let current = r.gilstateTstateCurrent {
             write(holder, at: runtime + UInt64(current))
         } else if let gilField = i.cevalGIL, let locked = i.gilLocked, let last = i.gilLastHolder {
-            let gil = allocate(max(locked, last) + 8)
+            // Up to and with `switch_number`, after `locked` (read with the thread states).
+            let gil = allocate(max(locked, last) + 24)
             write(Int32(holder == 0 ? 0 : 1), at: gil + UInt64(locked))
             write(holder == 0 ? (states.first ?? 0) : holder, at: gil + UInt64(last))
             write(gil, at: interp + UInt64(gilField))

@@ -146,3 +146,153 @@ struct InterpreterObserverTests {
         #expect(observations[1].tid == 500)
     }
 }
+
+/// Memory whose bytes the test changes between reads, counting the calls made to read it.
+final class ChangingMemory: ProcessMemory, @unchecked Sendable {
+    var memory: LocalMemory
+    private(set) var batches = 0
+    private(set) var singleReads = 0
+    /// Every address a read started at.
+    private(set) var addresses: [UInt64] = []
+
+    init(_ memory: LocalMemory) { self.memory = memory }
+
+    func read(into buffer: UnsafeMutableRawBufferPointer, at address: UInt64) throws(MemoryReadError) {
+        singleReads += 1
+        addresses.append(address)
+        try memory.read(into: buffer, at: address)
+    }
+
+    func remoteBytes(eachOf ranges: [(address: UInt64, count: Int)]) -> [RemoteBytes?] {
+        batches += 1
+        addresses += ranges.map(\.address)
+        return ranges.map { try? memory.remoteBytes(at: $0.address, count: $0.count) }
+    }
+
+    func resetCounts() {
+        batches = 0
+        singleReads = 0
+        addresses = []
+    }
+}
+
+@Suite("InterpreterObserver reads again what it found last time")
+struct RepeatedReadTests {
+    static let versions = StackReaderTests.versions
+
+    struct Setup {
+        var process: InterpreterObserverTests.Process
+        var memory: ChangingMemory
+        var observer: InterpreterObserver<ChangingMemory>
+        let ids = FixedThreadIDs(ThreadIDMap(identity: [500, 501, 502, 503]))
+
+        init(_ version: String) throws {
+            process = try InterpreterObserverTests.Process(version)
+            memory = ChangingMemory(process.stack.heap.memory)
+            observer = InterpreterObserver(memory: memory, layout: process.layout, opcodes: nil,
+                                           runtimeAddress: process.interpreter.runtime, codeType: FakeHeap.codeType)
+        }
+
+        /// Lays out the heap again after the test changed it.
+        mutating func update() { memory.memory = process.stack.heap.memory }
+    }
+
+    static func stacks(_ read: InterpreterRead) -> [[String]] {
+        read.threads.map { $0.frames.map { "\($0.code.name):\($0.line)" } }
+    }
+
+    @Test("nothing moved: the second read is one batch, and sees what the first saw", arguments: versions)
+    func secondReadIsOneBatch(_ version: String) throws {
+        let setup = try Setup(version)
+        let first = try setup.observer.read(threadIDs: setup.ids)
+        setup.memory.resetCounts()
+        let second = try setup.observer.read(threadIDs: setup.ids, wholeList: false)
+        #expect(setup.memory.batches == 1)
+        #expect(setup.memory.singleReads == 0, "no read beyond the batch")
+        #expect(Self.stacks(second) == Self.stacks(first))
+        #expect(second.threads.map(\.tid) == [502, 501, 500])
+        #expect(second.threads.map(\.holdsGIL) == first.threads.map(\.holdsGIL))
+        #expect(!second.wholeList)
+    }
+
+    @Test("resting threads are neither read nor reported", arguments: versions)
+    func restingThreads(_ version: String) throws {
+        let setup = try Setup(version)
+        _ = try setup.observer.read(threadIDs: setup.ids)
+        let states = setup.process.interpreter.threadStates
+        setup.memory.resetCounts()
+        let read = try setup.observer.read(threadIDs: setup.ids, resting: [states[1]], wholeList: false)
+        #expect(read.threads.map(\.threadState) == [states[0], states[2]])
+        #expect(!setup.memory.addresses.contains(states[1]), "the resting thread's state is not read")
+        #expect(Self.stacks(read) == [[], ["inner:15", "名前:43", "<module>:30"]])
+        // Read whole, the list still names it.
+        let whole = try setup.observer.read(threadIDs: setup.ids, resting: [states[1]], wholeList: true)
+        #expect(whole.wholeList && whole.listed == states)
+        #expect(whole.threads.map(\.threadState) == [states[0], states[2]])
+    }
+
+    @Test("a stack that moved is read where it is now", arguments: versions)
+    func movedStack(_ version: String) throws {
+        var setup = try Setup(version)
+        _ = try setup.observer.read(threadIDs: setup.ids)
+        // The worker (one frame, outer at unit 1) calls middle: a new innermost frame elsewhere.
+        let states = setup.process.interpreter.threadStates
+        let layout = setup.process.layout
+        let oldTop = try frameAddress(of: states[1], setup: setup)
+        let callee = setup.process.stack.heap.frame(code: setup.process.stack.middle, unit: 2, previous: oldTop,
+                                                    layout: layout)
+        setFrame(of: states[1], to: callee, setup: &setup)
+        setup.update()
+        let read = try setup.observer.read(threadIDs: setup.ids, wholeList: false)
+        #expect(Self.stacks(read)[1] == ["名前:41", "<module>:1"])
+        #expect(Self.stacks(read)[2] == ["inner:15", "名前:43", "<module>:30"])
+    }
+
+    @Test("a new thread at the head, or another thread's state at a known address, reads the whole list",
+          arguments: versions)
+    func listChanges(_ version: String) throws {
+        var setup = try Setup(version)
+        _ = try setup.observer.read(threadIDs: setup.ids)
+        let states = setup.process.interpreter.threadStates
+        let t = setup.process.layout.thread
+        // Another thread's state where the worker's was (pthread id changed).
+        let other = setup.process.stack.heap.pthread(tid: 503)
+        setup.process.stack.heap.write(other, at: states[1] + UInt64(t.threadID))
+        if let native = t.nativeThreadID { setup.process.stack.heap.write(UInt64(503), at: states[1] + UInt64(native)) }
+        setup.update()
+        let reused = try setup.observer.read(threadIDs: setup.ids, wholeList: false)
+        #expect(reused.wholeList)
+        #expect(reused.threads.map(\.tid) == [502, 503, 500])
+
+        // A new thread state linked in at the head.
+        let fresh = setup.process.stack.heap.allocate(t.size)
+        setup.process.stack.heap.write(states[0], at: fresh + UInt64(t.next))
+        setup.process.stack.heap.write(setup.process.interpreter.interpreter, at: fresh + UInt64(t.interp))
+        setup.process.stack.heap.write(setup.process.stack.heap.pthread(tid: 504), at: fresh + UInt64(t.threadID))
+        if let native = t.nativeThreadID { setup.process.stack.heap.write(UInt64(504), at: fresh + UInt64(native)) }
+        setup.process.stack.heap.write(fresh, at: setup.process.interpreter.interpreter
+                                       + UInt64(setup.process.layout.interpreter.threadsHead))
+        setup.update()
+        let grown = try setup.observer.read(threadIDs: FixedThreadIDs(ThreadIDMap(identity: [500, 501, 502, 503, 504])),
+                                            wholeList: false)
+        #expect(grown.wholeList && grown.listed == [fresh] + states)
+        #expect(grown.threads.map(\.tid) == [504, 502, 503, 500])
+    }
+
+    /// The innermost frame a thread state points at (through `_PyCFrame` for 3.11–3.12).
+    func frameAddress(of state: UInt64, setup: Setup) throws -> UInt64 {
+        let t = setup.process.layout.thread
+        let pointer = try setup.memory.memory.pointer(at: state + UInt64(t.frame))
+        guard let current = t.cframeCurrentFrame else { return pointer }
+        return try setup.memory.memory.pointer(at: pointer + UInt64(current))
+    }
+
+    func setFrame(of state: UInt64, to frame: UInt64, setup: inout Setup) {
+        let t = setup.process.layout.thread
+        if let current = t.cframeCurrentFrame, let cframe = try? setup.memory.memory.pointer(at: state + UInt64(t.frame)) {
+            setup.process.stack.heap.write(frame, at: cframe + UInt64(current))
+        } else {
+            setup.process.stack.heap.write(frame, at: state + UInt64(t.frame))
+        }
+    }
+}

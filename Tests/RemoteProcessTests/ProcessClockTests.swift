@@ -33,6 +33,29 @@ struct ProcessClockTests {
         #expect(idleClock.read() == first)
     }
 
+    /// Kernel time: a child that only makes system calls shows some; one that only computes shows
+    /// (almost) none.
+    @Test func kernelTime() throws {
+        let syscalls = try ChildProcess("/bin/sh", ["-c", "echo READY; exec dd if=/dev/zero of=/dev/null bs=1 count=100000000"])
+        defer { syscalls.stop() }
+        _ = try syscalls.waitForLine(prefix: "READY")
+        let clock = try #require(ProcessClock(pid: syscalls.pid))
+        let before = try #require(clock.kernel())
+        let cpuBefore = try #require(clock.read())
+        usleep(400_000)
+        let kernel = try #require(clock.kernel()) - before
+        let cpu = try #require(clock.read()) - cpuBefore
+        #expect(kernel > 0 && kernel <= cpu + 20_000_000, "kernel \(kernel) ns of \(cpu) ns")
+
+        let busy = try ChildProcess("/bin/sh", ["-c", "echo READY; while :; do :; done"])
+        defer { busy.stop() }
+        _ = try busy.waitForLine(prefix: "READY")
+        let busyClock = try #require(ProcessClock(pid: busy.pid))
+        let busyBefore = try #require(busyClock.kernel())
+        usleep(300_000)
+        #expect(try #require(busyClock.kernel()) - busyBefore <= 40_000_000)
+    }
+
     @Test func noClockForAMissingProcess() throws {
         // Int32.max once wrapped around to our own process's clock.
         #expect(ProcessClock(pid: Int32.max) == nil)
