@@ -12,6 +12,8 @@ struct AccuracyReport: Decodable {
 
     var lines: [String: Line]
     var max_error: Double
+    /// Ticks per second of the profile compared (set by CPUAccuracyTests, not by accuracy.py).
+    var rate_reached: Double?
 
     /// `source`: where to read the fixture's text when `fixture` (its path as the profile names it)
     /// does not exist here (inside a container).
@@ -59,7 +61,10 @@ final class TemporaryDirectory {
 struct CPUAccuracyTests {
     static let bound = 10.0
 
-    func profileAndCompare(python: Interpreter, fixture name: String, threads: Int, rate: Int = 200) throws -> AccuracyReport {
+    /// Profiles the fixture for 3 s at `rate` (the tool killed after `timeout` s) and compares each
+    /// marked line with the fixture's truth; the report carries the rate reached.
+    func profileAndCompare(python: Interpreter, fixture name: String, threads: Int, rate: Int = 200,
+                           timeout: TimeInterval = 60) throws -> AccuracyReport {
         let directory = try TemporaryDirectory()
         let script = Package.fixture("cpu/\(name)")
         let log = directory.file("truth.log")
@@ -67,13 +72,19 @@ struct CPUAccuracyTests {
         let fixture = try FixtureProcess(python: python.path, script: script, arguments: [log])
         defer { fixture.kill() }
         let result = try runTool(["--pid", String(fixture.pid), "--duration", "3", "--rate", String(rate), "--json", json,
-                                  "--quiet", "--threads"])
+                                  "--quiet", "--threads"], timeout: timeout)
         #expect(result.status == 0, "stderr: \(result.stderr)")
         // The fixture flushes its truth at the end of each cycle (well under half a second).
         usleep(600_000)
         #expect(fixture.isRunningUnstopped)
-        let report = try AccuracyReport.compute(profile: json, log: log, fixture: script, threads: threads)
-        print("\(python) \(name): max error \(String(format: "%.2f", report.max_error)) points; \(report.summary)")
+        var report = try AccuracyReport.compute(profile: json, log: log, fixture: script, threads: threads)
+        let profile = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: json))) as? [String: Any]
+        let ticks = ((profile?["scalene_attach"] as? [String: Any])?["sampler"] as? [String: Any])?["ticks"] as? Double
+        if let ticks, let elapsed = profile?["elapsed_time_sec"] as? Double, elapsed > 0 {
+            report.rate_reached = ticks / elapsed
+        }
+        print("\(python) \(name) at \(rate) Hz asked, \(String(format: "%.0f", report.rate_reached ?? 0)) Hz reached: "
+              + "max error \(String(format: "%.2f", report.max_error)) points; \(report.summary)")
         return report
     }
 
@@ -92,10 +103,20 @@ struct CPUAccuracyTests {
         }
     }
 
-    @Test("at 20 kHz the lines are as accurate as at 200 Hz")
+    /// Issue 12: the line-level attribution holds at high rates. One run at 20 kHz on one interpreter
+    /// (3.11 from pyenv), bounded in time: 3 s of profile, the tool killed after 10 s. The rate
+    /// reached is printed, never asserted (a loaded machine lowers it; make bench measures it).
+    @Test("at 20 kHz the lines are as accurate as at 200 Hz (3.11)")
     func highRate() throws {
-        let python = try #require(Interpreters.installed.first { $0.minor == 12 } ?? Interpreters.installed.first)
-        let report = try profileAndCompare(python: python, fixture: "phases.py", threads: 1, rate: 20000)
+        guard let python = Interpreters.installed.first(where: { $0.minor == 11 && $0.label.contains("pyenv") }) else {
+            print("20 kHz accuracy: skipped, no CPython 3.11 from pyenv (installed: "
+                  + Interpreters.installed.map(\.label).joined(separator: ", ") + ")")
+            return
+        }
+        let started = Date()
+        let report = try profileAndCompare(python: python, fixture: "phases.py", threads: 1, rate: 20000, timeout: 10)
+        print(String(format: "20 kHz accuracy on %@: %.0f Hz reached, largest error %.2f points (bound %.0f), %.1f s",
+                     python.label, report.rate_reached ?? 0, report.max_error, Self.bound, Date().timeIntervalSince(started)))
         #expect(report.lines.count == 5)
         #expect(report.max_error <= Self.bound, "\(report.summary)")
     }
