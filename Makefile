@@ -81,6 +81,11 @@ build/fixtures/libnativealloc.so: fixtures/memory/native_alloc.c
 	@mkdir -p build/fixtures
 	$(CC) -shared -fPIC -O2 -fno-builtin -o $@ $<
 
+# A native thread with no Python state for the CPU tests (fixtures/cpu/hidden_spinner.py).
+build/fixtures/libspinner.so: fixtures/cpu/spinner.c
+	@mkdir -p build/fixtures
+	$(CC) -shared -fPIC -O2 -pthread -o $@ $<
+
 # A launcher that runs a command under a seccomp filter refusing process_vm_readv, as Docker's
 # default profile does (the container tests).
 build/fixtures/seccomp-deny: fixtures/container/seccomp_deny.c
@@ -92,7 +97,7 @@ build/fixtures/seccomp-deny: fixtures/container/seccomp_deny.c
 # CPU-accuracy suite runs last, alone, one test at a time; everything else runs in parallel first.
 QUIET_TESTS := IntegrationTests.CPUAccuracyTests
 TEST_ENV = SCALENE_PYTHONS="$(PYTHONS_CACHE)" SCALENE_ATTACH_BIN="$(BIN_DIR)/scalene-attach"
-test: build test-deps pythons build/fixtures/libnativealloc.so build/fixtures/seccomp-deny fuzz-build
+test: build test-deps pythons build/fixtures/libnativealloc.so build/fixtures/libspinner.so build/fixtures/seccomp-deny fuzz-build
 	$(SWIFT) build $(TEST_FLAGS) --build-tests
 	@status=0; \
 	$(TEST_ENV) $(SWIFT) test $(TEST_FLAGS) --skip-build --skip '$(QUIET_TESTS)' || status=1; \

@@ -1,6 +1,11 @@
 // swift-tools-version: 6.1
 import PackageDescription
 
+// Release builds optimise across modules: the readers the sampler calls every tick are generic
+// over their memory (tests read local bytes), and without this they run unspecialised from the
+// Profiler module (callgrind: 54 k -> 38 k instructions per tick on one thread).
+let optimized: [SwiftSetting] = [.unsafeFlags(["-cross-module-optimization"], .when(configuration: .release))]
+
 let package = Package(
     name: "scalene-attach",
     platforms: [.macOS(.v13)],
@@ -33,37 +38,37 @@ let package = Package(
 
         // Threads, locks and text formatting (printf numbers, JSON) without Foundation, which would
         // link ICU and most of the binary's size and start-up time with it.
-        .target(name: "Threads", dependencies: ["CScaleneSys"]),
-        .target(name: "TextFormatting"),
-        .target(name: "RemoteProcess", dependencies: ["CScaleneSys"]),
+        .target(name: "Threads", dependencies: ["CScaleneSys"], swiftSettings: optimized),
+        .target(name: "TextFormatting", swiftSettings: optimized),
+        .target(name: "RemoteProcess", dependencies: ["CScaleneSys"], swiftSettings: optimized),
         // libelf and its zlib are linked statically (Debian's libelf-dev and zlib1g-dev ship the
         // archives): the tool needs nothing beyond glibc at run time.
         .target(name: "ELFSymbols", dependencies: ["CLibElf", "RemoteProcess"],
                 linkerSettings: [.unsafeFlags(["-Xlinker", "-l:libelf.a", "-Xlinker", "-l:libz.a"])]),
-        .target(name: "CPythonLayouts"),
-        .target(name: "PythonInspector", dependencies: ["RemoteProcess", "ELFSymbols", "CPythonLayouts"]),
-        .target(name: "NativeStacks", dependencies: ["CNativeStacks", "ELFSymbols", "RemoteProcess", "CScaleneSys"]),
-        .target(name: "Profiler", dependencies: ["RemoteProcess", "PythonInspector", "NativeStacks", "CScaleneSys"]),
-        .target(name: "Injector", dependencies: ["RemoteProcess", "ELFSymbols", "PythonInspector", "Profiler", "CAgentProtocol", "CScaleneSys", "TextFormatting"]),
+        .target(name: "CPythonLayouts", swiftSettings: optimized),
+        .target(name: "PythonInspector", dependencies: ["RemoteProcess", "ELFSymbols", "CPythonLayouts"], swiftSettings: optimized),
+        .target(name: "NativeStacks", dependencies: ["CNativeStacks", "ELFSymbols", "RemoteProcess", "CScaleneSys"], swiftSettings: optimized),
+        .target(name: "Profiler", dependencies: ["RemoteProcess", "PythonInspector", "NativeStacks", "CScaleneSys"], swiftSettings: optimized),
+        .target(name: "Injector", dependencies: ["RemoteProcess", "ELFSymbols", "PythonInspector", "Profiler", "CAgentProtocol", "CScaleneSys", "TextFormatting"], swiftSettings: optimized),
         // gzip for pprof (zlib's deflateInit2 is a macro); libz.so.1 is needed by libelf already.
         .target(name: "CZlib", linkerSettings: [.unsafeFlags(["-Xlinker", "-l:libz.a"])]),
         .target(name: "Reports", dependencies: ["Profiler", "PythonInspector", "CZlib", "TextFormatting",
                                                 .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
         // --subprocesses: a process and its Python descendants, found as they appear.
-        .target(name: "ProcessFamily", dependencies: ["RemoteProcess", "PythonInspector"]),
+        .target(name: "ProcessFamily", dependencies: ["RemoteProcess", "PythonInspector"], swiftSettings: optimized),
         // Long runs: atomic and rotated snapshot files, and the thread that writes them.
-        .target(name: "Export", dependencies: ["CScaleneSys", "Threads", "TextFormatting"]),
+        .target(name: "Export", dependencies: ["CScaleneSys", "Threads", "TextFormatting"], swiftSettings: optimized),
         // --push: libcurl loaded with dlopen only when asked for (no link-time dependency), and
         // Pyroscope's ingest API, the spool and the thread that pushes.
         .target(name: "CCurl"),
-        .target(name: "Push", dependencies: ["CCurl", "CScaleneSys", "Threads", "TextFormatting"]),
+        .target(name: "Push", dependencies: ["CCurl", "CScaleneSys", "Threads", "TextFormatting"], swiftSettings: optimized),
         // The readers that take remote bytes, driven by arbitrary input (libFuzzer and corpus replay).
         .target(name: "FuzzTargets", dependencies: ["RemoteProcess", "CPythonLayouts", "PythonInspector", "Profiler", "Injector"]),
         .executableTarget(name: "scalene-fuzz", dependencies: ["FuzzTargets", "PythonInspector", "RemoteProcess", "CPythonLayouts"]),
         // The live view (`top`): terminal mode and keys (CTerminal), and screens rendered as a pure
         // function of a profile snapshot and the view's state.
         .target(name: "CTerminal"),
-        .target(name: "LiveView", dependencies: ["CTerminal", "Profiler", "Reports", "TextFormatting"]),
+        .target(name: "LiveView", dependencies: ["CTerminal", "Profiler", "Reports", "TextFormatting"], swiftSettings: optimized),
         .executableTarget(
             name: "scalene-attach",
             dependencies: [

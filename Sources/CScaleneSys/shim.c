@@ -22,16 +22,17 @@ ssize_t scalene_vm_read(pid_t pid, void *local, size_t length, uint64_t remote) 
     return process_vm_readv(pid, &l, 1, &r, 1, 0);
 }
 
-ssize_t scalene_vm_readv(pid_t pid, void *const *locals, const uint64_t *remotes, const size_t *lengths,
-                         int count) {
+ssize_t scalene_vm_readv(pid_t pid, void *local, const uint64_t *ranges, int count) {
     // IOV_MAX (1024) is the kernel's bound on iovecs per call.
-    if (count < 0 || count > 1024) { errno = EINVAL; return -1; }
-    struct iovec l[count > 0 ? count : 1], r[count > 0 ? count : 1];
+    if (count <= 0 || count > 1024) { errno = EINVAL; return -1; }
+    struct iovec l[count], r[count];
+    char *at = local;
     for (int i = 0; i < count; i++) {
-        l[i].iov_base = locals[i];
-        l[i].iov_len = lengths[i];
-        r[i].iov_base = (void *)(uintptr_t)remotes[i];
-        r[i].iov_len = lengths[i];
+        r[i].iov_base = (void *)(uintptr_t)ranges[2 * i];
+        r[i].iov_len = (size_t)ranges[2 * i + 1];
+        l[i].iov_base = at;
+        l[i].iov_len = r[i].iov_len;
+        at += r[i].iov_len;
     }
     return process_vm_readv(pid, l, (unsigned long)count, r, (unsigned long)count, 0);
 }

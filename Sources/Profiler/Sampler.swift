@@ -45,9 +45,18 @@ public final class Sampler {
     /// Kernel thread ids, translated from the target's PID namespace to ours.
     public let threadIDs: ThreadIDTracker
     private var tracks: [Int32: ThreadTrack] = [:]
+    /// The tracks read every tick (not resting), by tid, and the resting ones, by thread state.
+    private var activeTracks: [Int32: ThreadTrack] = [:]
+    private var restingTracks: [UInt64: ThreadTrack] = [:]
+    /// The keys of `restingTracks`, kept as a set for the observer.
+    private var restingStates = Set<UInt64>()
+    /// Every track in one of `idleRecheckTicks` buckets (by tid): the resting ones of one bucket
+    /// have their run time read at each tick.
+    private var recheckBuckets = [[ThreadTrack]](repeating: [], count: Sampler.idleRecheckTicks)
     private var finished: [ThreadProfile] = []
     private var statistics = SamplerStatistics()
     private var threadNames: [UInt64: String] = [:]
+    private var namesMemo = ThreadNameReader<RemoteMemory>.Memo()
     private var lastNameRead: UInt64 = 0
     /// The tick of the last successful read of thread names.
     private var namesTick = -1
@@ -68,9 +77,10 @@ public final class Sampler {
     private var handOffExpected = false
     /// When every thread state was last read (threads that ended are found then).
     private var lastWholeList: UInt64 = 0
-    /// How often every thread state is read, at least (nanoseconds): threads that end are found
-    /// that late at most. A thread that starts is found at once (it is linked in at the head).
-    static let wholeListInterval: UInt64 = 100_000_000
+    /// How often every thread state is read, at least (nanoseconds). A thread that starts is
+    /// found at once (it is linked in at the head); one that ends takes the GIL first, which wakes
+    /// the resting threads, so this is a safety net.
+    static let wholeListInterval: UInt64 = 1_000_000_000
     /// At most this many ticks pass between two reads of an idle thread's run time, when the
     /// target's process CPU clock cannot be read; with it, at least this many pass between two
     /// checks of all idle threads that it calls for.
@@ -138,9 +148,11 @@ public final class Sampler {
         /// Wall time off the CPU at `last` not yet charged, and the samples that saw it.
         var idleNanoseconds: UInt64 = 0
         var idleSamples = 0
-        /// The first and the last tick of its current rest (not read: it had not run), -1 if none.
+        /// It rests: it has not run since its last sample, and is not read (see `tick`).
+        var isResting = false
+        /// The first tick of its rest not yet charged, -1 if none.
         var restStart = -1
-        var lastRestTick = -1
+        var tid: Int32 { clock.tid }
         /// The tick the thread was first seen at: only names read since then are its own.
         let firstTick: Int
         var pthreadID: UInt64
@@ -256,66 +268,69 @@ public final class Sampler {
     }
 
     /// Takes one sample of every thread. Returns false when nothing could be read.
+    ///
+    /// A thread that was off the CPU at its last sample and has used no CPU since has not moved:
+    /// it rests, and neither its state nor its stack is read, nor is it touched at all while it
+    /// rests (most threads of a server are blocked most of the time): its time off the CPU is
+    /// charged in one piece when it next moves. That it has used no CPU is told, cheapest first, by:
+    /// - the GIL: with no hand-off since the last tick, a thread that was off the CPU without the
+    ///   GIL has run no Python code (read in the same batch as the stacks: resting is assumed, and
+    ///   checked after the read);
+    /// - the process CPU clock: native code that runs without the GIL moves no hand-off count, but
+    ///   its CPU shows in the process's clock and not in the threads read; when it does, every
+    ///   resting thread's run time is read (at most every `idleCheckTicks` ticks);
+    /// - its run time (schedstat), read every `idleRecheckTicks` ticks in any case (a few resting
+    ///   threads at each tick).
     @discardableResult
     public func tick(now: UInt64) -> Bool {
         statistics.ticks += 1
         let previousTick = lastTick
         lastTick = now
-        // A thread that was off the CPU at its last sample and has used no CPU since has not moved:
-        // it is resting, and neither its state nor its stack is read (most threads of a server
-        // are blocked most of the time). Whether it has used CPU is told, cheapest first, by:
-        // - the GIL: with no hand-off since the last tick, a thread that was off the CPU without
-        //   the GIL has run no Python code (read in the same batch as the stacks, so resting is
-        //   first assumed and checked after the read);
-        // - the process CPU clock: native code that runs without the GIL moves no hand-off count,
-        //   but its CPU shows in the process's clock and not in the threads read; when it does,
-        //   every resting thread's run time is read (at most every `idleCheckTicks` ticks);
-        // - its run time (schedstat), read every `idleRecheckTicks` ticks in any case.
         if gilState == nil { gilState = .some(observer.gilState()) }
         let processCPU = processClock?.read()
         let clocked = processCPU != nil && lastProcessCPU != nil
-        let checkAll = clocked && unaccountedCPU > unaccountedAllowance
-            && statistics.ticks - lastFullIdleCheck >= Self.idleCheckTicks
-        let recheckTicks = clocked ? Self.idleRecheckTicks : Self.idleCheckTicks
-        if checkAll {
+        // Every resting thread's run time is read when the GIL cannot tell (the version does not
+        // publish its hand-offs, or they happen at every tick), when the process clock shows CPU
+        // that the threads read did not use, and, without a process clock, every few ticks.
+        let due = statistics.ticks - lastFullIdleCheck >= Self.idleCheckTicks
+        let unaccounted = clocked && unaccountedCPU > unaccountedAllowance && due
+        let checkAll = lastGIL == nil || handOffExpected || unaccounted || (!clocked && due)
+        if unaccounted || (!clocked && due) {
             lastFullIdleCheck = statistics.ticks
             unaccountedCPU = 0
         }
-        // Threads off the CPU at their last sample: resting if nothing says they have run. The
-        // last holder of the GIL may have taken it again without the count moving (a lone thread
-        // waking from a sleep does): it is always read.
-        var offCPU = [ThreadTrack]()
-        var resting = Set<UInt64>()
-        for track in tracks.values where !track.last.running {
-            offCPU.append(track)
-            if lastGIL != nil && !track.lastHeldGIL && track.threadState != lastGIL?.lastHolder && !checkAll
-                && statistics.ticks - track.lastClockTick < recheckTicks && !handOffExpected {
-                resting.insert(track.threadState)
+        // Threads that went off the CPU start resting: without a read when the GIL says they
+        // cannot have run (the last holder of the GIL may have taken it again without the count
+        // moving, as a lone thread waking from a sleep does: it is always read).
+        for track in Array(activeTracks.values) where !track.last.running {
+            if !checkAll && !track.lastHeldGIL && track.threadState != lastGIL?.lastHolder {
+                startResting(track)
             } else if let runTime = track.clock.runTime(), runTime == track.lastCPU {
-                resting.insert(track.threadState)
                 track.lastClockTick = statistics.ticks
+                startResting(track)
             }
+        }
+        // Resting threads whose run time is read now: all of them when something says one may have
+        // run, else the few whose turn it is.
+        if checkAll {
+            wakeMoved(Array(restingTracks.values))
+        } else if !restingTracks.isEmpty {
+            wakeMoved(recheckBuckets[statistics.ticks % recheckBuckets.count].filter { $0.isResting })
         }
         // With at most one thread not resting, the process's clocks are that thread's: read its
         // kernel time with its run time (two more clock reads instead of two /proc files).
-        let processKernel = processCPU != nil && tracks.count - resting.count <= 1 ? processClock?.kernel() : nil
-        let wholeList = now &- lastWholeList >= Self.wholeListInterval || resting.isEmpty
+        let processKernel = processCPU != nil && activeTracks.count <= 1 ? processClock?.kernel() : nil
+        let wholeList = now &- lastWholeList >= Self.wholeListInterval || restingStates.isEmpty
         var read: InterpreterRead
         do {
-            read = try observer.read(threadIDs: threadIDs, resting: resting, wholeList: wholeList)
+            read = try observer.read(threadIDs: threadIDs, resting: restingStates, wholeList: wholeList,
+                                     active: activeTracks.values.map(\.threadState))
             // The GIL changed hands since the last tick: a thread taken for resting may have run.
-            if let gil = read.gil, gil.switches != lastGIL?.switches, !resting.isEmpty, !handOffExpected {
-                var moved = Set<UInt64>()
-                for track in offCPU where resting.contains(track.threadState) {
-                    if let runTime = track.clock.runTime(), runTime == track.lastCPU {
-                        track.lastClockTick = statistics.ticks
-                    } else {
-                        moved.insert(track.threadState)
-                    }
-                }
+            if let gil = read.gil, gil.switches != lastGIL?.switches, !restingTracks.isEmpty, !checkAll {
+                let moved = wakeMoved(Array(restingTracks.values))
                 if !moved.isEmpty {
-                    resting.subtract(moved)
-                    let more = try observer.read(threadIDs: threadIDs, resting: resting, wholeList: false)
+                    let more = try observer.read(threadIDs: threadIDs, resting: restingStates, wholeList: false,
+                                                 active: moved.map(\.threadState))
                     let seen = Set(read.threads.map(\.threadState))
                     read.threads += more.threads.filter { !seen.contains($0.threadState) }
                 }
@@ -352,20 +367,28 @@ public final class Sampler {
         }
         let loneClocks = tracked == 1 && !checkAll && statistics.ticks >= loneClockBackoffUntil
             ? processCPU.flatMap { cpu in processKernel.map { (cpu, $0) } } : nil
-        statistics.threadSamples += resting.count
-        statistics.idleThreadSamples += resting.count
+        statistics.threadSamples += restingTracks.count
+        statistics.idleThreadSamples += restingTracks.count
         for observation in read.threads {
             if observation.unmapped { statistics.unmappedThreadSamples += 1 }
             guard let tid = observation.tid, !options.excludedThreads.contains(tid) else { continue }
             statistics.threadSamples += 1
             if observation.walk.incomplete { statistics.unreadableSamples += 1 }
             if observation.retried && !observation.walk.incomplete { statistics.retriedSamples += 1 }
-            let location = table.innermostProfiled(observation.frames)
-            let stack = observation.frames.isEmpty ? nil : table.stack(observation.frames)
-            if let track = tracks[tid], track.pthreadID == observation.pthreadID {
+            let known = tracks[tid].flatMap { $0.pthreadID == observation.pthreadID && !$0.isResting ? $0 : nil }
+            let location: Int?
+            let stack: Int?
+            if let known, Self.sameLines(known.lastFrames, observation.frames) {
+                // Where it was at its last sample (the usual case: only the instruction moved).
+                (location, stack) = (known.last.location, known.lastStack)
+            } else {
+                location = table.innermostProfiled(observation.frames)
+                stack = observation.frames.isEmpty ? nil : table.stack(observation.frames)
+            }
+            if let track = known {
                 guard let reading = clockReading(track, observation: observation, loneClocks: loneClocks) else { continue }
                 // It rested until the previous tick: that time is charged where it sat.
-                if track.lastRestTick == statistics.ticks - 1 { rest(track, until: previousTick) }
+                if track.restStart >= 0 { rest(track, until: previousTick, through: statistics.ticks - 1) }
                 let endpoint = Endpoint(location: location, running: reading.isRunning,
                                         native: Self.isNative(observation, running: reading.isRunning),
                                         waitingForGIL: waitsForGIL(track.clock, running: reading.isRunning))
@@ -373,9 +396,9 @@ public final class Sampler {
                           observation: observation, nativeStacks: nativeStacks[tid] ?? [])
                 if namesTick >= track.firstTick, let name = threadNames[observation.pthreadID] { track.profile.name = name }
                 if reading.isRunning { running += 1 }
-            } else {
+            } else if tracks[tid]?.isResting != true {
                 // Its stack was not read: it is measured from the next tick on.
-                if let old = tracks[tid] { retire(old) }
+                if tracks[tid] != nil { removeTrack(tid) }
                 guard let clock = ThreadClock(pid: target.pid, tid: tid), let reading = clock.read() else { continue }
                 let endpoint = Endpoint(location: location, running: reading.isRunning,
                                         native: Self.isNative(observation, running: reading.isRunning),
@@ -388,23 +411,19 @@ public final class Sampler {
                                         tick: statistics.ticks, pthreadID: observation.pthreadID)
                 track.lastFrames = observation.frames
                 track.threadState = observation.threadState
-                tracks[tid] = track
+                addTrack(track, tid: tid)
             }
         }
-        for track in offCPU where resting.contains(track.threadState) {
-            // Resting: charged when it next moves (or at the report), in one piece.
-            if track.lastRestTick != statistics.ticks - 1 { track.restStart = statistics.ticks }
-            track.lastRestTick = statistics.ticks
-            track.lastSeenTick = statistics.ticks
-        }
-        // Threads gone from the interpreter's list have ended.
+        // Threads gone from the interpreter's list have ended; so have threads not read for a few
+        // ticks that were not resting.
         if read.wholeList {
             let listed = Set(read.listed)
-            for (tid, track) in tracks where !listed.contains(track.threadState) && statistics.ticks - track.lastSeenTick > 3 {
-                retire(track)
-                tracks[tid] = nil
+            for (tid, track) in tracks where !listed.contains(track.threadState)
+                && (track.isResting || statistics.ticks - track.lastSeenTick > 3) {
+                removeTrack(tid)
             }
         }
+        for (tid, track) in activeTracks where statistics.ticks - track.lastSeenTick > 3 { removeTrack(tid) }
         if let processCPU {
             if let last = lastProcessCPU, processCPU >= last {
                 let used = processCPU - last
@@ -418,34 +437,97 @@ public final class Sampler {
         return true
     }
 
+    /// A thread starts resting at this tick.
+    private func startResting(_ track: ThreadTrack) {
+        track.isResting = true
+        track.restStart = statistics.ticks
+        activeTracks[track.tid] = nil
+        restingTracks[track.threadState] = track
+        restingStates.insert(track.threadState)
+    }
+
+    /// Reads the run time of each of `tracks` (resting): those that have used CPU since their last
+    /// sample, or are gone, are read again from this tick on. Returns them.
+    @discardableResult
+    private func wakeMoved(_ tracks: [ThreadTrack]) -> [ThreadTrack] {
+        var moved = [ThreadTrack]()
+        for track in tracks {
+            if let runTime = track.clock.runTime(), runTime == track.lastCPU {
+                track.lastClockTick = statistics.ticks
+                continue
+            }
+            track.isResting = false
+            restingTracks[track.threadState] = nil
+            restingStates.remove(track.threadState)
+            activeTracks[track.tid] = track
+            moved.append(track)
+        }
+        return moved
+    }
+
+    private func addTrack(_ track: ThreadTrack, tid: Int32) {
+        tracks[tid] = track
+        activeTracks[tid] = track
+        recheckBuckets[Int(UInt32(bitPattern: tid)) % recheckBuckets.count].append(track)
+    }
+
+    /// Retires a thread's track: it has ended, or its id now belongs to another thread.
+    private func removeTrack(_ tid: Int32) {
+        guard let track = tracks[tid] else { return }
+        retire(track)
+        tracks[tid] = nil
+        activeTracks[tid] = nil
+        if track.isResting {
+            restingTracks[track.threadState] = nil
+            restingStates.remove(track.threadState)
+        }
+        let bucket = Int(UInt32(bitPattern: tid)) % recheckBuckets.count
+        recheckBuckets[bucket].removeAll { $0 === track }
+    }
+
     /// Reads thread names when some thread read is new. Names are keyed by pthread id, which a new
     /// thread may reuse from one that ended: a name read before a thread was first seen may be its
     /// predecessor's, so a new thread waits for a read made after it appeared (at most ten a
     /// second; every 2 s in any case, for renames).
     private func readNames(_ observations: [ThreadObservation], now: UInt64) {
-        let unnamed = observations.contains { observation in
-            guard let tid = observation.tid else { return false }
-            return tracks[tid].map { $0.firstTick > namesTick } ?? true
+        var unnamed = Set<UInt64>()
+        for observation in observations {
+            guard let tid = observation.tid, tracks[tid].map({ $0.firstTick > namesTick }) ?? true else { continue }
+            unnamed.insert(observation.pthreadID)
         }
-        guard now - lastNameRead > 2_000_000_000 || (unnamed && now - lastNameRead > 100_000_000) else { return }
+        guard now - lastNameRead > 2_000_000_000 || (!unnamed.isEmpty && now - lastNameRead > 100_000_000) else { return }
         lastNameRead = now
-        if let interpreter = try? observer.mainInterpreter(), let fresh = names.names(interpreter: interpreter) {
-            threadNames = fresh
+        if let interpreter = try? observer.mainInterpreter(),
+           let fresh = names.read(interpreter: interpreter, memo: &namesMemo, reread: unnamed) {
+            threadNames = fresh.names
             namesTick = statistics.ticks
         }
     }
 
-    /// Charges a resting thread's time off the CPU, up to `until`, where it sat.
-    private func rest(_ track: ThreadTrack, until: UInt64) {
+    /// Charges a resting thread's time off the CPU, up to `until` (the time of tick `lastTick`),
+    /// where it sat; the ticks it rested are its samples.
+    private func rest(_ track: ThreadTrack, until: UInt64, through lastTick: Int) {
+        let samples = max(0, lastTick - track.restStart + 1)
+        track.restStart = track.isResting ? lastTick + 1 : -1
         guard until > track.lastTime else { return }
         let wall = until - track.lastTime
-        let samples = max(1, track.lastRestTick - track.restStart + 1)
         track.idleNanoseconds &+= wall
         track.idleSamples += samples
         track.profile.samples += samples
         track.profile.wallSeconds += Double(wall) / 1e9
         track.lastTime = until
-        track.lastRestTick = -1
+    }
+
+    /// Whether two stacks are the same code objects at the same lines.
+    static func sameLines(_ a: [ResolvedFrame], _ b: [ResolvedFrame]) -> Bool {
+        guard a.count == b.count else { return false }
+        for index in a.indices {
+            let x = a[index], y = b[index]
+            guard x.line == y.line, x.code.address == y.code.address, x.code.fingerprint == y.code.fingerprint else {
+                return false
+            }
+        }
+        return true
     }
 
     /// A thread's run time, kernel time and state now: from its /proc files, or, when it is the only
@@ -471,7 +553,10 @@ public final class Sampler {
             // ahead of its run time by a scheduler tick of lag (10 ms at most), no more.
             let own = reading.cpuNanoseconds >= track.lastOwnCPU ? reading.cpuNanoseconds - track.lastOwnCPU : 0
             if track.loneCPU > own &+ 10_000_000 {
-                unaccountedCPU &+= track.loneCPU - own
+                // What it was given beyond its own time, not yet charged, is not charged.
+                let excess = track.loneCPU - own
+                track.cpuDebt = max(0, track.cpuDebt - Double(excess) / 1e9)
+                unaccountedCPU &+= excess
                 loneClockBackoffUntil = statistics.ticks + Self.idleRecheckTicks
             }
             track.loneCPU = 0
@@ -586,7 +671,7 @@ public final class Sampler {
 
     /// The thread's accumulated data with location indices turned into source lines.
     private func fold(_ track: ThreadTrack) -> ThreadProfile {
-        if track.lastRestTick >= 0 { rest(track, until: lastTick) }
+        if track.restStart >= 0 { rest(track, until: lastTick, through: statistics.ticks) }
         flushIdle(track, sinceStart: Double(lastTick &- startMonotonic) / 1e9)
         var profile = track.profile
         for (location, time) in track.lineTime {

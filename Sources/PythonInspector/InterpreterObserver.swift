@@ -62,14 +62,31 @@ public final class InterpreterObserver<Memory: ProcessMemory> {
     /// What the last read learnt of each thread state.
     private var known: [UInt64: KnownThread] = [:]
 
+    /// Kept between reads (so that a read allocates little): the batches and what they hold.
+    private var batch = ReadBatch()
+    private var followUp = ReadBatch()
+    private var asked: [UInt64] = []
+    /// Per thread state asked for: where its speculative ranges are in `batch`.
+    private var speculative: [Range<Int>] = []
+    private var records: [ThreadRecord] = []
+
     /// What is remembered of one thread state between reads.
-    private struct KnownThread {
+    private final class KnownThread {
         var pthreadID: UInt64
         /// 3.11–3.12: the `_PyCFrame` the thread state pointed at; its `current_frame` is read
         /// with the thread state.
         var cframe: UInt64 = 0
         /// The windows its last walk found frames in, read again with the thread state.
         var windows: [WindowRange] = []
+        /// This read's work (kept to spare allocations): the innermost frame, where its
+        /// `_PyCFrame` hop and first window are in the follow-up batches, and the windows the batch
+        /// read again.
+        var frame: UInt64?
+        var hopSlot: Int?
+        var windowSlot: (slot: Int, isChunk: Bool)?
+        var knownWindows: [FrameWindow] = []
+
+        init(pthreadID: UInt64) { self.pthreadID = pthreadID }
     }
 
     public init(memory: Memory, layout: PythonLayout, opcodes: OpcodeTable?, runtimeAddress: UInt64,
@@ -103,8 +120,10 @@ public final class InterpreterObserver<Memory: ProcessMemory> {
         var walk = stacks.walk(from: start, known: known)
         var frames = [ResolvedFrame]()
         frames.reserveCapacity(walk.frames.count)
-        for (index, raw) in walk.frames.enumerated() {
-            if var resolved = stacks.resolve(raw) {
+        // Index loops here and below: this class is generic, and generic sequence adapters (zip,
+        // enumerated) are not specialised in it.
+        for index in walk.frames.indices {
+            if var resolved = stacks.resolve(walk.frames[index]) {
                 resolved.isEntry = index < walk.entries.count && walk.entries[index]
                 frames.append(resolved)
             } else { walk.incomplete = true }
@@ -151,60 +170,54 @@ public final class InterpreterObserver<Memory: ProcessMemory> {
     ///     list's head (a new thread is linked in there) and the states of threads not resting are
     ///     read, each checked to be the same thread as before; anything unexpected reads the whole
     ///     list after all.
-    public func read(threadIDs: ThreadIDSource, resting: Set<UInt64> = [],
-                     wholeList: Bool = true) throws(MemoryReadError) -> InterpreterRead {
+    ///   - active: without `wholeList`, the thread states not resting, when the caller keeps them
+    ///     (so that a read costs nothing per resting thread); nil: every listed state not resting.
+    public func read(threadIDs: ThreadIDSource, resting: Set<UInt64> = [], wholeList: Bool = true,
+                     active: [UInt64]? = nil) throws(MemoryReadError) -> InterpreterRead {
         let interp = try mainInterpreter()
         if gil == nil { _ = gilState() }
         let gilAddress = gil ?? nil
+        // Last time's records hold slices of the batch's storage: dropped before it is refilled.
+        records.removeAll(keepingCapacity: true)
 
         // One batch: what the last read found, read again.
-        var ranges = [(address: UInt64, count: Int)]()
-        let head = ranges.count
-        ranges.append((interp.field(layout.interpreter.threadsHead), 8))
-        var main: Int?
-        if wholeList, let field = layout.interpreter.threadsMain {
-            main = ranges.count
-            ranges.append((interp.field(field), 8))
-        }
-        var gilFields: Int?
-        if let gilAddress, let range = threads.gilFields(gil: gilAddress) {
-            gilFields = ranges.count
-            ranges.append(range)
-        }
-        var current: Int?
-        if let field = layout.runtime.gilstateTstateCurrent {
-            current = ranges.count
-            ranges.append((threads.runtimeAddress.field(field), 8))
-        }
+        batch.removeAll()
+        let head = batch.append(interp.field(layout.interpreter.threadsHead), count: 8)
+        let main = wholeList ? layout.interpreter.threadsMain.map { batch.append(interp.field($0), count: 8) } : nil
+        let gilFields = gilAddress.flatMap { threads.gilFields(gil: $0) }.map { batch.append($0.address, count: $0.count) }
+        let current = layout.runtime.gilstateTstateCurrent.map { batch.append(threads.runtimeAddress.field($0), count: 8) }
         let expected = lastThreadStates
-        let asked = wholeList ? expected : expected.filter { !resting.contains($0) }
-        let stateStart = ranges.count
-        for address in asked { ranges.append((address, threads.readSize)) }
+        asked.removeAll(keepingCapacity: true)
+        if !wholeList, let active {
+            asked.append(contentsOf: active)
+        } else {
+            for address in expected where wholeList || !resting.contains(address) { asked.append(address) }
+        }
+        let stateStart = batch.count
+        for address in asked { batch.append(address, count: threads.readSize) }
         // Per thread state asked for (not resting): where its speculative reads start and end.
-        var speculative = [Range<Int>]()
-        speculative.reserveCapacity(asked.count)
+        speculative.removeAll(keepingCapacity: true)
         for address in asked {
-            let start = ranges.count
+            let start = batch.count
             if !resting.contains(address), let thread = known[address] {
                 if let current = layout.thread.cframeCurrentFrame, thread.cframe != 0 {
-                    ranges.append((thread.cframe.field(current), 8))
+                    batch.append(thread.cframe.field(current), count: 8)
                 }
-                for window in thread.windows { ranges.append((window.address, window.count)) }
+                for window in thread.windows { batch.append(window.address, count: window.count) }
             }
-            speculative.append(start..<ranges.count)
+            speculative.append(start..<batch.count)
         }
-        let copies = memory.remoteBytes(eachOf: ranges)
-        guard copies[head] != nil else { throw firstReadError(interp: interp) }
+        memory.read(&batch)
+        guard let headBytes = batch.bytes(head) else { throw firstReadError(interp: interp) }
 
         // The list as the batch saw it, if it is the expected one.
-        var records = [ThreadRecord]()
         var listed = expected
         var whole = wholeList
-        var batchHolds = true
-        if !expected.isEmpty, copies[head]?.pointer(at: 0) == expected[0] {
-            records.reserveCapacity(asked.count)
-            for (index, address) in asked.enumerated() {
-                guard let bytes = copies[stateStart + index], bytes.pointer(at: layout.thread.interp) == interp else {
+        var batchHolds = !expected.isEmpty && headBytes.pointer(at: 0) == expected[0]
+        if batchHolds {
+            for index in asked.indices {
+                let address = asked[index]
+                guard let bytes = batch.bytes(stateStart + index), bytes.pointer(at: layout.thread.interp) == interp else {
                     batchHolds = false
                     break
                 }
@@ -222,29 +235,28 @@ public final class InterpreterObserver<Memory: ProcessMemory> {
             }
             if batchHolds, let main {
                 // 3.14+: the main thread's state is always in the list.
-                guard let state = copies[main]?.pointer(at: 0), state == 0 || expected.contains(state) else {
+                guard let state = batch.bytes(main)?.pointer(at: 0), state == 0 || expected.contains(state) else {
                     throw MemoryReadError.unmapped(address: interp, length: 0)
                 }
             }
-        } else {
-            batchHolds = false
         }
         if !batchHolds {
             // Something moved (a thread started or ended, or a read tore): walk the list.
             records = try walkList(of: interp)
             listed = records.map(\.address)
             whole = true
-            speculative = []
+            speculative.removeAll(keepingCapacity: true)
         }
         lastThreadStates = listed
-        if whole {
+        // Entries of states that left the list, dropped once they could outnumber the list.
+        if whole, known.count > listed.count {
             let present = Set(listed)
             known = known.filter { present.contains($0.key) }
         }
 
-        let gilReading = gilFields.flatMap { copies[$0] }.flatMap { threads.gilReading($0) }
+        let gilReading = gilFields.flatMap { batch.bytes($0) }.flatMap { threads.gilReading($0) }
         let holder = gilHolder(records: records, reading: gilReading,
-                               current: current.flatMap { copies[$0] }?.pointer(at: 0), interp: interp)
+                               current: current.flatMap { batch.bytes($0) }?.pointer(at: 0), interp: interp)
         if layout.thread.nativeThreadID == nil, records.contains(where: { $0.pthreadID != 0 && tidsByPthread[$0.pthreadID] == nil }) {
             // pthread ids are reused after a thread ends, so the whole map is rebuilt.
             tidsByPthread = tidResolver.resolve(records.map(\.pthreadID), tids: threadIDs.refresh().namespaceIDs,
@@ -253,22 +265,13 @@ public final class InterpreterObserver<Memory: ProcessMemory> {
 
         // The stacks of the threads not resting.
         let walked = records.indices.filter { !resting.contains(records[$0].address) }
-        var guesses = [[RemoteBytes?]]()
-        guesses.reserveCapacity(walked.count)
-        for index in walked {
-            if batchHolds, index < speculative.count {
-                guesses.append(speculative[index].map { copies[$0] })
-            } else {
-                guesses.append([])
-            }
-        }
-        let starts = walkStarts(records: walked.map { records[$0] }, guesses: guesses)
+        let starts = walkStarts(walked, speculated: batchHolds)
 
         let namespaced = threadIDs.map.isNamespaced
         var result = [ThreadObservation]()
         result.reserveCapacity(walked.count)
-        for (position, index) in walked.enumerated() {
-            let record = records[index]
+        for position in walked.indices {
+            let record = records[walked[position]]
             let ownID = record.nativeThreadID ?? tidsByPthread[record.pthreadID]
             let hostID = ownID.flatMap { threadIDs.host($0) }
             var observation = ThreadObservation(threadState: record.address, pthreadID: record.pthreadID,
@@ -277,9 +280,15 @@ public final class InterpreterObserver<Memory: ProcessMemory> {
             if namespaced || threadIDs.map.isNamespaced { observation.namespaceTID = ownID }
             // A thread the target knows (a pthread, an id) that we cannot find among its kernel threads.
             observation.unmapped = hostID == nil && (ownID != nil || record.pthreadID != 0)
-            var thread = KnownThread(pthreadID: record.pthreadID, cframe: cframe(of: record.bytes))
-            if let start = starts[position] {
-                (observation.walk, observation.frames) = walkAndResolve(from: start.start, known: start.known)
+            let thread = starts[position].thread
+            if thread.pthreadID != record.pthreadID {
+                thread.pthreadID = record.pthreadID
+                thread.windows = []
+            }
+            thread.cframe = cframe(of: record.bytes)
+            thread.windows.removeAll(keepingCapacity: true)
+            if let start = starts[position].start {
+                (observation.walk, observation.frames) = walkAndResolve(from: start, known: thread.knownWindows)
                 // A frame changed under us (popped, or its memory reused): the thread has moved on,
                 // so a fresh read of its chain usually succeeds.
                 for _ in 0..<Self.retries where observation.walk.incomplete {
@@ -301,6 +310,7 @@ public final class InterpreterObserver<Memory: ProcessMemory> {
                 }
                 if !observation.walk.incomplete { thread.windows = observation.walk.windows }
             }
+            thread.knownWindows.removeAll(keepingCapacity: true)
             known[record.address] = thread
             result.append(observation)
         }
@@ -336,65 +346,80 @@ public final class InterpreterObserver<Memory: ProcessMemory> {
         layout.thread.cframeCurrentFrame == nil ? 0 : state.pointer(at: layout.thread.frame) ?? 0
     }
 
-    /// Where each thread's walk starts, from its state and what was read for it in the batch
-    /// (`guesses`: for 3.11–3.12 its `_PyCFrame`'s `current_frame` first, then its windows): what
-    /// the batch did not hold is read in at most two more batches, one for the `_PyCFrame` hops
-    /// and one for the first windows.
-    private func walkStarts(records: [ThreadRecord], guesses: [[RemoteBytes?]]) -> [(start: WalkStart, known: [FrameWindow])?] {
+    /// Where each walked thread's walk starts (`walked`: indices into `records`), from its state
+    /// and, when the batch held (`speculated`), what the batch read for it: for 3.11–3.12 its
+    /// `_PyCFrame`'s `current_frame` first, then its windows (left in the thread's `knownWindows`).
+    /// What the batch did not hold is read in at most two more batches, one for the `_PyCFrame`
+    /// hops and one for the first windows.
+    private func walkStarts(_ walked: [Int], speculated: Bool) -> [(thread: KnownThread, start: WalkStart?)] {
         let hopField = layout.thread.cframeCurrentFrame
-        var frames = [UInt64?](repeating: nil, count: records.count)
-        var knownWindows = [[FrameWindow]](repeating: [], count: records.count)
-        var hops = [(index: Int, range: (address: UInt64, count: Int))]()
-        for (index, record) in records.enumerated() {
-            var guess = guesses[index][...]
-            let thread = known[record.address]
+        var threads = [KnownThread]()
+        threads.reserveCapacity(walked.count)
+        followUp.removeAll()
+        for index in walked {
+            let record = records[index]
+            let thread = known[record.address] ?? KnownThread(pthreadID: record.pthreadID)
+            threads.append(thread)
+            thread.frame = nil
+            thread.hopSlot = nil
+            thread.windowSlot = nil
+            thread.knownWindows.removeAll(keepingCapacity: true)
+            // What the batch read for this thread; nothing from another thread at this address.
+            var guess = speculated && index < speculative.count && thread.pthreadID == record.pthreadID
+                ? speculative[index] : 0..<0
             guard let pointer = record.bytes.pointer(at: layout.thread.frame) else { continue }
             if let hopField {
                 // The guessed hop is the first guess when the thread had a `_PyCFrame` last time.
-                let guessedHop = (thread?.cframe ?? 0) != 0 ? guess.popFirst() ?? nil : nil
+                var guessedHop: RemoteBytes?
+                if thread.cframe != 0, !guess.isEmpty {
+                    guessedHop = batch.bytes(guess.lowerBound)
+                    guess = (guess.lowerBound + 1)..<guess.upperBound
+                }
                 if pointer == 0 {
-                    frames[index] = 0
-                } else if pointer == thread?.cframe, let guessedHop, let frame = guessedHop.pointer(at: 0) {
-                    frames[index] = frame
+                    thread.frame = 0
+                } else if pointer == thread.cframe, let frame = guessedHop?.pointer(at: 0) {
+                    thread.frame = frame
                 } else {
-                    hops.append((index, (pointer.field(hopField), 8)))
+                    thread.hopSlot = followUp.append(pointer.field(hopField), count: 8)
                 }
             } else {
-                frames[index] = pointer
+                thread.frame = pointer
             }
-            if let windows = thread?.windows {
-                for (window, bytes) in zip(windows, guess) {
-                    if let bytes { knownWindows[index].append(FrameWindow(bytes: bytes, isChunk: window.isChunk)) }
-                }
+            var slot = guess.lowerBound
+            for window in thread.windows where slot < guess.upperBound {
+                if let bytes = batch.bytes(slot) { thread.knownWindows.append(FrameWindow(bytes: bytes, isChunk: window.isChunk)) }
+                slot += 1
             }
         }
-        if !hops.isEmpty {
-            for (hop, bytes) in zip(hops, memory.remoteBytes(eachOf: hops.map(\.range))) {
-                frames[hop.index] = bytes?.pointer(at: 0)
+        if followUp.count > 0 {
+            memory.read(&followUp)
+            for thread in threads {
+                if let slot = thread.hopSlot { thread.frame = followUp.bytes(slot)?.pointer(at: 0) }
             }
         }
         // The first window of each thread whose innermost frame the known windows do not hold.
-        var reads = [(index: Int, range: (address: UInt64, count: Int), isChunk: Bool)]()
-        for (index, record) in records.enumerated() {
-            guard let frame = frames[index], frame != 0 else { continue }
-            let size = stacks.frameReadSize
-            if knownWindows[index].contains(where: { $0.bytes.view(at: frame, count: size) != nil }) { continue }
-            if let request = stacks.startRange(frame: frame, threadState: record.bytes) {
-                reads.append((index, request.range, request.isChunk))
+        followUp.removeAll()
+        let size = stacks.frameReadSize
+        for position in threads.indices {
+            let thread = threads[position], index = walked[position]
+            guard let frame = thread.frame, frame != 0,
+                  !thread.knownWindows.contains(where: { $0.bytes.view(at: frame, count: size) != nil }),
+                  let request = stacks.startRange(frame: frame, threadState: records[index].bytes) else { continue }
+            thread.windowSlot = (followUp.append(request.range.address, count: request.range.count), request.isChunk)
+        }
+        if followUp.count > 0 { memory.read(&followUp) }
+        var result = [(thread: KnownThread, start: WalkStart?)]()
+        result.reserveCapacity(walked.count)
+        for position in threads.indices {
+            let thread = threads[position], index = walked[position]
+            guard let frame = thread.frame, frame != 0 else { result.append((thread, nil)); continue }
+            var window: FrameWindow?
+            if let read = thread.windowSlot, let bytes = followUp.bytes(read.slot) {
+                window = FrameWindow(bytes: bytes, isChunk: read.isChunk)
             }
+            result.append((thread, WalkStart(frame: frame, window: window, baseFrame: stacks.baseFrame(threadState: records[index].bytes))))
         }
-        var firstWindows = [FrameWindow?](repeating: nil, count: records.count)
-        if !reads.isEmpty {
-            for (read, bytes) in zip(reads, memory.remoteBytes(eachOf: reads.map(\.range))) {
-                firstWindows[read.index] = bytes.map { FrameWindow(bytes: $0, isChunk: read.isChunk) }
-            }
-        }
-        return records.indices.map { index in
-            guard let frame = frames[index], frame != 0 else { return nil }
-            let start = WalkStart(frame: frame, window: firstWindows[index],
-                                  baseFrame: stacks.baseFrame(threadState: records[index].bytes))
-            return (start, knownWindows[index])
-        }
+        return result
     }
 
     /// A thread state created for a thread that has not started yet carries its creator's pthread

@@ -106,6 +106,8 @@ public final class StackReader<Memory: ProcessMemory> {
     /// Bytes read per frame: every field the walk uses.
     let frameReadSize: Int
     private var visited = Set<UInt64>()
+    /// The window arrays of the last walk, emptied, for the next one.
+    private var recycledWindows = WindowSet.Storage()
 
     public init(memory: Memory, layout: PythonLayout, opcodes: OpcodeTable?, codeType: UInt64?, maximumDepth: Int = 2048) {
         self.memory = memory
@@ -224,7 +226,9 @@ public final class StackReader<Memory: ProcessMemory> {
         var address = frame
         let f = layout.frame
         visited.removeAll(keepingCapacity: true)
-        var windows = WindowSet(initial, known: known)
+        var windows = WindowSet(initial, known: known, reusing: recycledWindows)
+        recycledWindows = WindowSet.Storage()
+        defer { recycledWindows = windows.storageForReuse() }
         while address != 0 {
             guard walk.frames.count < maximumDepth, visited.insert(address).inserted else {
                 walk.truncated = true
@@ -266,10 +270,22 @@ public final class StackReader<Memory: ProcessMemory> {
     /// The memory a walk can find frames in: what it was given and what it has read, and which of
     /// it held a frame.
     private struct WindowSet {
-        private var windows: [FrameWindow] = []
+        /// The arrays a walk fills, kept by the reader from one walk to the next.
+        struct Storage {
+            var windows: [FrameWindow] = []
+            var isUsed: [Bool] = []
+        }
+        private var storage: Storage
+        private var windows: [FrameWindow] {
+            get { storage.windows }
+            _modify { yield &storage.windows }
+        }
+        private var isUsed: [Bool] {
+            get { storage.isUsed }
+            _modify { yield &storage.isUsed }
+        }
         /// Windows that held a frame, in the order the walk first found one in them.
         private(set) var used: [WindowRange] = []
-        private var isUsed: [Bool] = []
         /// The bytes of the first window that held a frame (the innermost frame's).
         private(set) var firstUsed: RemoteBytes?
         /// The chunk the walk is in (3.11+): an older frame not read yet is in the chunk before it.
@@ -278,9 +294,17 @@ public final class StackReader<Memory: ProcessMemory> {
         /// Where the last frame was found: the next one is usually in the same window or the next.
         private var hint = 0
 
-        init(_ initial: FrameWindow?, known: [FrameWindow]) {
+        init(_ initial: FrameWindow?, known: [FrameWindow], reusing storage: Storage) {
+            self.storage = storage
             if let initial { add(initial) }
             for window in known { add(window) }
+        }
+
+        /// The arrays, emptied (no bytes kept), for the next walk.
+        mutating func storageForReuse() -> Storage {
+            storage.windows.removeAll(keepingCapacity: true)
+            storage.isUsed.removeAll(keepingCapacity: true)
+            return storage
         }
 
         mutating func add(_ window: FrameWindow) {
@@ -338,7 +362,8 @@ public final class StackReader<Memory: ProcessMemory> {
     private func speculation(after windows: [WindowRange], innermost: RemoteBytes?) -> [WindowRange] {
         var result = [WindowRange]()
         var bytes = 0
-        for (index, window) in windows.enumerated() {
+        for index in windows.indices {
+            let window = windows[index]
             guard result.count < WalkLimits.maximumSpeculativeWindows else { break }
             var range = window
             if index == 0, window.isChunk, let header = layout.thread.stackChunk {

@@ -25,6 +25,10 @@ public protocol ProcessMemory: Sendable {
     /// Copies several ranges, in as few system calls as the memory allows; each entry is nil where
     /// its range could not be read, and the others are read all the same.
     func remoteBytes(eachOf ranges: [(address: UInt64, count: Int)]) -> [RemoteBytes?]
+
+    /// Reads the ranges of `batch` into it, in as few system calls as the memory allows; a range
+    /// that cannot be read is marked so, and the others are read all the same.
+    func read(_ batch: inout ReadBatch)
 }
 
 extension ProcessMemory {
@@ -71,6 +75,12 @@ public struct RemoteBytes: Sendable {
         self.bytes = storage[...]
     }
 
+    /// `count` bytes of `storage` from `offset` (in bounds: the caller laid the storage out).
+    init(address: UInt64, storage: [UInt8], offset: Int, count: Int) {
+        self.address = address
+        self.bytes = storage[offset..<(offset + count)]
+    }
+
     private init(address: UInt64, bytes: ArraySlice<UInt8>) {
         self.address = address
         self.bytes = bytes
@@ -89,9 +99,22 @@ public struct RemoteBytes: Sendable {
         }
     }
 
-    public func pointer(at offset: Int) -> UInt64? { integer(UInt64.self, at: offset) }
-    public func int32(at offset: Int) -> Int32? { integer(Int32.self, at: offset) }
-    public func uint8(at offset: Int) -> UInt8? { integer(UInt8.self, at: offset) }
+    // The accessors readers call for every field of every frame, written out for their types: a
+    // generic call from another module is not specialised, and costs tens of times more.
+    public func pointer(at offset: Int) -> UInt64? {
+        guard offset >= 0, offset <= bytes.count - 8 else { return nil }
+        return bytes.withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(fromByteOffset: offset, as: UInt64.self)) }
+    }
+
+    public func int32(at offset: Int) -> Int32? {
+        guard offset >= 0, offset <= bytes.count - 4 else { return nil }
+        return bytes.withUnsafeBytes { Int32(littleEndian: $0.loadUnaligned(fromByteOffset: offset, as: Int32.self)) }
+    }
+
+    public func uint8(at offset: Int) -> UInt8? {
+        guard offset >= 0, offset < bytes.count else { return nil }
+        return bytes[bytes.startIndex + offset]
+    }
 
     public func slice(_ offset: Int, _ length: Int) -> ArraySlice<UInt8>? {
         guard offset >= 0, length >= 0, offset <= bytes.count - length else { return nil }
@@ -133,8 +156,107 @@ extension ProcessMemory {
         ranges.map { try? remoteBytes(at: $0.address, count: $0.count) }
     }
 
+    public func read(_ batch: inout ReadBatch) {
+        batch.fill { index, address, buffer in
+            do throws(MemoryReadError) { try read(into: buffer, at: address) } catch { return false }
+            return true
+        }
+    }
+
     /// Copies `count` bytes at `address` as a `RemoteBytes` value.
     public func remoteBytes(at address: UInt64, count: Int) throws(MemoryReadError) -> RemoteBytes {
         RemoteBytes(address: address, storage: try bytes(at: address, count: count))
+    }
+}
+
+/// Ranges of a process's memory to read together, and then their bytes. A sampler builds one
+/// every tick: the arrays are kept between uses (`removeAll`), so a tick allocates nothing here.
+public struct ReadBatch {
+    /// Address and length of each range, one after the other.
+    public private(set) var ranges: [UInt64] = []
+    /// Where each range's bytes start in `storage`.
+    private var offsets: [Int] = []
+    private var readable: [Bool] = []
+    private var storage: [UInt8] = []
+    private var total = 0
+
+    public init() {}
+
+    public var count: Int { offsets.count }
+
+    /// Forgets the ranges (and bytes), keeping the memory for the next ones.
+    public mutating func removeAll() {
+        ranges.removeAll(keepingCapacity: true)
+        offsets.removeAll(keepingCapacity: true)
+        readable.removeAll(keepingCapacity: true)
+        total = 0
+    }
+
+    /// Adds a range; returns its index. A range no read can take (empty, at 0, past the top of
+    /// the address space or larger than 16 MiB) is kept, and reads as unreadable.
+    @discardableResult
+    public mutating func append(_ address: UInt64, count: Int) -> Int {
+        let valid = count > 0 && count <= 1 << 24 && address != 0 && RemoteArithmetic.end(of: address, count: count) != nil
+        ranges.append(valid ? address : 0)
+        ranges.append(valid ? UInt64(count) : 0)
+        offsets.append(total)
+        readable.append(false)
+        if valid { total += count }
+        return offsets.count - 1
+    }
+
+    /// The bytes of range `index`, nil if it could not be read (or was not read yet).
+    public func bytes(_ index: Int) -> RemoteBytes? {
+        guard index >= 0, index < offsets.count, readable[index] else { return nil }
+        let length = Int(ranges[2 * index + 1])
+        return RemoteBytes(address: ranges[2 * index], storage: storage, offset: offsets[index], count: length)
+    }
+
+    /// Makes room for every range's bytes and calls `read` for each valid range, in order, with
+    /// its buffer; `read` says whether the range was read whole. (Memories that read one range at a
+    /// time use this; `RemoteMemory` reads runs of ranges with `fillRuns`.)
+    public mutating func fill(_ read: (Int, UInt64, UnsafeMutableRawBufferPointer) -> Bool) {
+        prepareStorage()
+        let count = offsets.count
+        for index in 0..<count where ranges[2 * index] != 0 {
+            let offset = offsets[index], length = Int(ranges[2 * index + 1]), address = ranges[2 * index]
+            readable[index] = storage.withUnsafeMutableBytes { raw in
+                read(index, address, UnsafeMutableRawBufferPointer(rebasing: raw[offset..<(offset + length)]))
+            }
+        }
+    }
+
+    /// Calls `read` for runs of consecutive valid ranges (at most `limit` each) with the bytes the
+    /// run goes into and its ranges (address, length pairs); `read` returns how many ranges of the
+    /// run it read whole, in order (a run stops at a range it cannot read, which is skipped), or
+    /// nil to give up (the process is gone).
+    mutating func fillRuns(limit: Int, _ read: (UnsafeMutableRawPointer, UnsafeBufferPointer<UInt64>, Int) -> Int?) {
+        prepareStorage()
+        let count = offsets.count
+        var next = 0
+        while next < count {
+            guard ranges[2 * next] != 0 else { next += 1; continue }
+            var end = next
+            while end < count, end - next < limit, ranges[2 * end] != 0 { end += 1 }
+            let offset = offsets[next]
+            let done = storage.withUnsafeMutableBytes { raw in
+                ranges.withUnsafeBufferPointer { pairs in
+                    read(raw.baseAddress! + offset, UnsafeBufferPointer(rebasing: pairs[(2 * next)..<(2 * end)]), end - next)
+                }
+            }
+            guard let done else { return }
+            for index in next..<(next + min(done, end - next)) { readable[index] = true }
+            next += min(done, end - next)
+            // The run stopped at a range that cannot be read: go on after it.
+            if next < end { next += 1 }
+        }
+    }
+
+    /// `storage` at least `total` bytes long; its old bytes are never used again (a range is used
+    /// only once read), so they are not cleared.
+    private mutating func prepareStorage() {
+        if storage.count < max(total, 1) {
+            storage = [UInt8](repeating: 0, count: max(total, storage.count * 2, 4096))
+        }
     }
 }

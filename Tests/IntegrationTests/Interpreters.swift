@@ -31,6 +31,15 @@ enum Interpreters {
         return all.filter { interpreter in wanted.contains { interpreter.label.contains($0) } }
     }()
 
+    /// One interpreter of each way the sampler reads frames: heap frame objects (3.8–3.10), data
+    /// stack chunks behind a `_PyCFrame` (3.11–3.12), and `_Py_DebugOffsets` layouts (3.13+); the
+    /// first installed of 3.10, 3.12 and 3.15 (else of its family).
+    static var oneOfEachFamily: [Interpreter] {
+        [[10, 9, 8], [12, 11], [15, 14, 13]].compactMap { family in
+            family.lazy.compactMap { minor in installed.first { $0.minor == minor } }.first
+        }
+    }
+
     /// Minor versions the provisioning could not deliver, with its reason.
     static let provisioningFailures: [String: String] = discover().failures
 

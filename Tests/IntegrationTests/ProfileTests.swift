@@ -64,12 +64,12 @@ struct CPUAccuracyTests {
     /// Profiles the fixture for 3 s at `rate` (the tool killed after `timeout` s) and compares each
     /// marked line with the fixture's truth; the report carries the rate reached.
     func profileAndCompare(python: Interpreter, fixture name: String, threads: Int, rate: Int = 200,
-                           timeout: TimeInterval = 60) throws -> AccuracyReport {
+                           timeout: TimeInterval = 60, arguments: [String] = []) throws -> AccuracyReport {
         let directory = try TemporaryDirectory()
         let script = Package.fixture("cpu/\(name)")
         let log = directory.file("truth.log")
         let json = directory.file("profile.json")
-        let fixture = try FixtureProcess(python: python.path, script: script, arguments: [log])
+        let fixture = try FixtureProcess(python: python.path, script: script, arguments: [log] + arguments)
         defer { fixture.kill() }
         let result = try runTool(["--pid", String(fixture.pid), "--duration", "3", "--rate", String(rate), "--json", json,
                                   "--quiet", "--threads"], timeout: timeout)
@@ -119,6 +119,21 @@ struct CPUAccuracyTests {
                      python.label, report.rate_reached ?? 0, report.max_error, Self.bound, Date().timeIntervalSince(started)))
         #expect(report.lines.count == 5)
         #expect(report.max_error <= Self.bound, "\(report.summary)")
+    }
+
+    /// A thread the interpreter does not know (started from C: no thread state, never the GIL)
+    /// spins on a CPU all along. The process's CPU clock counts it, so the lone Python thread's
+    /// time cannot simply be read off that clock: the sampler checks the thread's own files and
+    /// stops using the process's clock, and the spinner's CPU lands on no line.
+    @Test("a native thread without Python state lends no CPU to the Python thread's lines",
+          arguments: Interpreters.oneOfEachFamily)
+    func hiddenSpinner(python: Interpreter) throws {
+        let report = try profileAndCompare(python: python, fixture: "hidden_spinner.py", threads: 1,
+                                           arguments: [Package.root + "/build/fixtures/libspinner.so"])
+        #expect(report.lines.count == 2)
+        #expect(report.max_error <= Self.bound, "\(report.summary)")
+        let sleepCPU = (report.lines["sleep"]?.measured["python"] ?? 0) + (report.lines["sleep"]?.measured["native"] ?? 0)
+        #expect(sleepCPU <= 3, "the sleep line has \(sleepCPU) points of CPU time")
     }
 
     @Test("three threads: Python-bound, native-bound, sleeping; idle main thread left out",

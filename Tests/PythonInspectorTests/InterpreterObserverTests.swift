@@ -169,6 +169,15 @@ final class ChangingMemory: ProcessMemory, @unchecked Sendable {
         return ranges.map { try? memory.remoteBytes(at: $0.address, count: $0.count) }
     }
 
+    func read(_ batch: inout ReadBatch) {
+        batches += 1
+        batch.fill { _, address, buffer in
+            addresses.append(address)
+            do throws(MemoryReadError) { try memory.read(into: buffer, at: address) } catch { return false }
+            return true
+        }
+    }
+
     func resetCounts() {
         batches = 0
         singleReads = 0

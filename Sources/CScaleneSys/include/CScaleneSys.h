@@ -16,11 +16,11 @@
 // Reads `length` bytes at `remote` in process `pid` into `local`. Returns bytes read or -1.
 ssize_t scalene_vm_read(pid_t pid, void *_Nonnull local, size_t length, uint64_t remote);
 
-// Reads several remote ranges in one system call. `remotes`/`lengths`/`locals` have `count` entries
-// (at most 1024, the kernel's IOV_MAX). Returns the bytes read: the ranges are filled in order and a
-// range that cannot be read ends the call, so a short count says which ranges were read whole.
-ssize_t scalene_vm_readv(pid_t pid, void *_Nonnull const *_Nonnull locals, const uint64_t *_Nonnull remotes,
-                         const size_t *_Nonnull lengths, int count);
+// Reads `count` remote ranges, given as (address, length) pairs in `ranges`, in one system call,
+// one after the other into `local` (at most 1024, the kernel's IOV_MAX). Returns the bytes read:
+// the ranges are filled in order and a range that cannot be read ends the call, so a short count
+// says which ranges were read whole.
+ssize_t scalene_vm_readv(pid_t pid, void *_Nonnull local, const uint64_t *_Nonnull ranges, int count);
 
 // Writes `length` bytes from `local` to `remote` in process `pid`. Returns bytes written or -1.
 ssize_t scalene_vm_write(pid_t pid, const void *_Nonnull local, size_t length, uint64_t remote);
