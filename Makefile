@@ -31,7 +31,7 @@ SCALENE_VENV := .venv-scalene
 
 # The fuzzers: libFuzzer with AddressSanitizer, in a build of their own. `make fuzz` runs each
 # target FUZZ_SECONDS; `make test` replays the committed inputs and adds FUZZ_TEST_SECONDS of fresh
-# ones per target (six targets: about a minute).
+# ones per target (seven targets: about a minute and a quarter).
 FUZZ_FLAGS   ?= -c debug --scratch-path .build-fuzz -Xswiftc -sanitize=fuzzer,address -Xswiftc -DFUZZING
 FUZZ_BIN      = $(shell $(SWIFT) build $(FUZZ_FLAGS) --show-bin-path 2>/dev/null)/scalene-fuzz
 FUZZ_SECONDS ?= 60

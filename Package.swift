@@ -58,7 +58,7 @@ let package = Package(
         .target(name: "CCurl"),
         .target(name: "Push", dependencies: ["CCurl", "CScaleneSys", "Threads", "TextFormatting"]),
         // The readers that take remote bytes, driven by arbitrary input (libFuzzer and corpus replay).
-        .target(name: "FuzzTargets", dependencies: ["RemoteProcess", "CPythonLayouts", "PythonInspector", "Profiler", "Injector"]),
+        .target(name: "FuzzTargets", dependencies: ["RemoteProcess", "ELFSymbols", "CPythonLayouts", "PythonInspector", "Profiler", "Injector"]),
         .executableTarget(name: "scalene-fuzz", dependencies: ["FuzzTargets", "PythonInspector", "RemoteProcess", "CPythonLayouts"]),
         // The live view (`top`): terminal mode and keys (CTerminal), and screens rendered as a pure
         // function of a profile snapshot and the view's state.

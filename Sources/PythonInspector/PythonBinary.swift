@@ -18,22 +18,27 @@ public struct PythonBinary: Sendable {
     }
 
     /// The symbols the reader uses; only these are indexed, which keeps opening a large binary cheap.
-    public static let symbolsOfInterest: Set<String> = [
-        "_PyRuntime", "Py_Version", "PyCode_Type", "Py_GetVersion", "_Py_DebugOffsets",
-    ]
+    /// All three are exported data of the C API (`PyAPI_DATA`), so a binary that exports its API
+    /// (every libpython, and python executables linked with -export-dynamic as CPython links them)
+    /// has them in `.dynsym` when it has them at all.
+    public static let symbolsOfInterest: Set<String> = ["_PyRuntime", "Py_Version", "PyCode_Type"]
 
     /// Finds the binary defining `_PyRuntime` among the target's mappings: a libpython first, then
     /// the executable.
     public static func locate(in process: TargetProcess, map: MemoryMap) throws(InspectError) -> PythonBinary {
         let executable = (try? process.executablePath()) ?? ""
         var candidates = [String]()
-        for mapping in map.mappings where mapping.isFile && isLibPython(mapping.fileName) {
+        for mapping in map.mappings where mapping.isFile && isLibPython(path: mapping.path) {
             if !candidates.contains(mapping.path) { candidates.append(mapping.path) }
         }
         if !executable.isEmpty && !candidates.contains(executable) { candidates.append(executable) }
         for path in candidates {
             let hostPath = process.hostPath(path)
-            guard let elf = try? ELFFile(path: hostPath, only: symbolsOfInterest),
+            // `.dynsym` through its hash table first (a few entries read); the whole of a large
+            // `.symtab` only for a binary that does not export `_PyRuntime`.
+            let exported = (try? ELFFile(path: hostPath, only: symbolsOfInterest, staticSymbols: false))
+                .flatMap { $0.symbol(named: "_PyRuntime") != nil ? $0 : nil }
+            guard let elf = exported ?? (try? ELFFile(path: hostPath, only: symbolsOfInterest)),
                   elf.symbol(named: "_PyRuntime") != nil else { continue }
             let mappings = map.mappings(of: path).map { (start: $0.start, offset: $0.offset) }
             guard let bias = elf.loadBias(mappings: mappings) else {
@@ -45,8 +50,19 @@ public struct PythonBinary: Sendable {
         throw .notPython(pid: process.pid, executable: executable)
     }
 
-    /// "libpython3.11.so.1.0", "libpython3.8d.so", ...
-    static func isLibPython(_ name: String) -> Bool {
-        name.hasPrefix("libpython3") && name.contains(".so")
+    /// Whether the file name in `path` is a libpython: "libpython3.11.so.1.0", "libpython3.8d.so",
+    /// ... Compared as bytes: this runs on every mapping of the process.
+    static func isLibPython(path: String) -> Bool {
+        let bytes = Array(path.utf8)
+        let nameStart = (bytes.lastIndex(of: UInt8(ascii: "/")) ?? -1) + 1
+        let name = bytes[nameStart...]
+        let prefix = Array("libpython3".utf8), suffix = Array(".so".utf8)
+        guard name.starts(with: prefix) else { return false }
+        var index = name.startIndex + prefix.count
+        while index + suffix.count <= name.endIndex {
+            if name[index..<(index + suffix.count)].elementsEqual(suffix) { return true }
+            index += 1
+        }
+        return false
     }
 }
