@@ -11,6 +11,7 @@ import Glibc
 struct DumpCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "dump",
+        _superCommandName: ScaleneAttach.commandName, // see ScaleneAttach.main
         abstract: "Print every thread's Python stack, now.",
         discussion: """
         Reads the target while it runs (no stop, no injection): for each thread its kernel id, Python \

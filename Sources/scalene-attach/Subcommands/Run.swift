@@ -9,6 +9,7 @@ import Glibc
 struct RunCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "run",
+        _superCommandName: ScaleneAttach.commandName, // see ScaleneAttach.main
         abstract: "Launch a Python program and profile it until it exits.",
         discussion: """
         Starts the command, attaches as soon as its interpreter is up, and reports when it exits \

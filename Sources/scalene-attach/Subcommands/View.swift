@@ -9,6 +9,7 @@ import Glibc
 struct ViewCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "view",
+        _superCommandName: ScaleneAttach.commandName, // see ScaleneAttach.main
         abstract: "Turn a saved profile (our Scalene JSON) into a self-contained HTML report.",
         discussion: """
         Reads a profile written with --json (or --format json) and writes one HTML file with \
