@@ -9,9 +9,6 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
-        // pprof's profile.proto (the runtime library only: the generated messages are committed).
-        // No traits: its default BinaryDelimitedStreams imports Foundation, which would link ICU.
-        .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0", traits: []),
     ],
     targets: [
         // What Swift cannot call directly: variadic ptrace, wait-status macros, process_vm_readv.
@@ -47,8 +44,8 @@ let package = Package(
         .target(name: "Injector", dependencies: ["RemoteProcess", "ELFSymbols", "PythonInspector", "Profiler", "CAgentProtocol", "CScaleneSys", "TextFormatting"]),
         // gzip for pprof (zlib's deflateInit2 is a macro); libz.so.1 is needed by libelf already.
         .target(name: "CZlib", linkerSettings: [.unsafeFlags(["-Xlinker", "-l:libz.a"])]),
-        .target(name: "Reports", dependencies: ["Profiler", "PythonInspector", "CZlib", "TextFormatting",
-                                                .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
+        // pprof is encoded by hand (ProtobufWriter, PprofMessages): eight small messages.
+        .target(name: "Reports", dependencies: ["Profiler", "PythonInspector", "CZlib", "TextFormatting"]),
         // --subprocesses: a process and its Python descendants, found as they appear.
         .target(name: "ProcessFamily", dependencies: ["RemoteProcess", "PythonInspector"]),
         // Long runs: atomic and rotated snapshot files, and the thread that writes them.
