@@ -28,8 +28,9 @@ let package = Package(
                                            "-Xlinker", "-l:liblzma.a"])]
         ),
 
-        // Threads, locks and text formatting (printf numbers, JSON) without Foundation, which would
-        // link ICU and most of the binary's size and start-up time with it.
+        // Threads, locks and text formatting (printf numbers, JSON written and read, files, paths,
+        // the environment) without Foundation, which would link ICU and most of the binary's size
+        // and start-up time with it. No shipped module imports Foundation or FoundationEssentials.
         .target(name: "Threads", dependencies: ["CScaleneSys"]),
         .target(name: "TextFormatting"),
         .target(name: "RemoteProcess", dependencies: ["CScaleneSys"]),

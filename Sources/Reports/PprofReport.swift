@@ -1,5 +1,4 @@
 import CZlib
-import FoundationEssentials
 import Profiler
 #if canImport(Glibc)
 import Glibc
@@ -39,7 +38,7 @@ public struct PprofReport {
     }
 
     /// The gzip-compressed encoding.
-    public func render() -> Data {
+    public func render() -> [UInt8] {
         let bytes = message().serializedBytes()
         return Gzip.compress(bytes)
     }
@@ -268,20 +267,19 @@ public struct PprofReport {
 /// gzip (RFC 1952) through zlib.
 public enum Gzip {
     /// The bytes compressed as one gzip member.
-    public static func compress(_ bytes: [UInt8], level: Int32 = 6) -> Data {
+    public static func compress(_ bytes: [UInt8], level: Int32 = 6) -> [UInt8] {
         var output = [UInt8](repeating: 0, count: scalene_gzip_bound(bytes.count))
         let written = bytes.withUnsafeBufferPointer { input in
             output.withUnsafeMutableBufferPointer { out in
                 scalene_gzip(input.baseAddress, input.count, out.baseAddress!, out.count, level)
             }
         }
-        return Data(output[0..<written])
+        return Array(output[0..<written])
     }
 
     /// The bytes of a gzip member, or nil when `data` is not one (or inflates past `limit`).
-    public static func decompress(_ data: Data, limit: Int = 256 << 20) -> Data? {
-        var capacity = max(4096, data.count * 4)
-        let input = [UInt8](data)
+    public static func decompress(_ input: [UInt8], limit: Int = 256 << 20) -> [UInt8]? {
+        var capacity = max(4096, input.count * 4)
         while capacity <= limit {
             var output = [UInt8](repeating: 0, count: capacity)
             let written = input.withUnsafeBufferPointer { source in
@@ -289,7 +287,7 @@ public enum Gzip {
                     source.baseAddress.map { scalene_gunzip($0, source.count, out.baseAddress!, out.count) } ?? -1
                 }
             }
-            if written >= 0 { return Data(output[0..<Int(written)]) }
+            if written >= 0 { return Array(output[0..<Int(written)]) }
             capacity *= 4
         }
         return nil

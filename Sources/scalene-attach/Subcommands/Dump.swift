@@ -1,6 +1,5 @@
 import ArgumentParser
 import CPythonLayouts
-import FoundationEssentials
 import NativeStacks
 import PythonInspector
 import TextFormatting

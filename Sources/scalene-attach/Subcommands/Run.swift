@@ -1,7 +1,7 @@
 import ArgumentParser
 import CScaleneSys
-import FoundationEssentials
 import PythonInspector
+import TextFormatting
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -80,10 +80,10 @@ struct RunCommand: ParsableCommand {
 
     /// The executable for a command name: a path as given, else the first match on $PATH.
     static func resolve(_ name: String) -> String {
-        if name.contains("/") { return name }
-        for directory in (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin").split(separator: ":") {
+        if name.utf8.contains(UInt8(ascii: "/")) { return name }
+        for directory in (Environment.value("PATH") ?? "/usr/bin:/bin").split(separator: ":") {
             let candidate = "\(directory)/\(name)"
-            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+            if FileSystem.isExecutable(candidate) { return candidate }
         }
         return name
     }

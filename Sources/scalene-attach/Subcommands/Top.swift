@@ -1,6 +1,5 @@
 import ArgumentParser
 import CScaleneSys
-import FoundationEssentials
 import Injector
 import LiveView
 import Profiler

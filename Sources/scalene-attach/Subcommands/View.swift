@@ -1,7 +1,7 @@
 import ArgumentParser
 import Export
-import FoundationEssentials
 import Reports
+import TextFormatting
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -30,9 +30,9 @@ struct ViewCommand: ParsableCommand {
     var html: String
 
     func run() throws {
-        let data: Data
-        do { data = try Data(contentsOf: URL(fileURLWithPath: profile)) } catch {
-            fail(Failure("cannot read \(profile): \(String(cString: strerror(errno)))", .badProfile))
+        let data: [UInt8]
+        do { data = try FileSystem.readFile(profile) } catch {
+            fail(Failure("cannot read \(profile): \(error.reason)", .badProfile))
         }
         let saved: SavedProfile
         do { saved = try SavedProfile.decode(data) } catch {
