@@ -51,18 +51,20 @@ public struct PythonBinary: Sendable {
     }
 
     /// Whether the file name in `path` is a libpython: "libpython3.11.so.1.0", "libpython3.8d.so",
-    /// ... Compared as bytes: this runs on every mapping of the process.
+    /// ... Compared in place as bytes: this runs on every mapping of the process.
     static func isLibPython(path: String) -> Bool {
-        let bytes = Array(path.utf8)
-        let nameStart = (bytes.lastIndex(of: UInt8(ascii: "/")) ?? -1) + 1
-        let name = bytes[nameStart...]
-        let prefix = Array("libpython3".utf8), suffix = Array(".so".utf8)
-        guard name.starts(with: prefix) else { return false }
-        var index = name.startIndex + prefix.count
-        while index + suffix.count <= name.endIndex {
-            if name[index..<(index + suffix.count)].elementsEqual(suffix) { return true }
-            index += 1
+        var path = path
+        return path.withUTF8 { bytes in
+            let nameStart = (bytes.lastIndex(of: UInt8(ascii: "/")) ?? -1) + 1
+            func matches(_ text: StaticString, at offset: Int) -> Bool {
+                let count = text.utf8CodeUnitCount
+                guard offset + count <= bytes.count else { return false }
+                for index in 0..<count where bytes[offset + index] != text.utf8Start[index] { return false }
+                return true
+            }
+            guard matches("libpython3", at: nameStart) else { return false }
+            for offset in (nameStart + 10)..<max(nameStart + 10, bytes.count) where matches(".so", at: offset) { return true }
+            return false
         }
-        return false
     }
 }
