@@ -12,7 +12,16 @@ CC           ?= cc
 # The tool links the Swift runtime statically: it starts in a few milliseconds and needs nothing
 # from the toolchain at run time. Swift Testing has no static build, so the tests are compiled in a
 # second (dynamic) release build in its own directory; they run the static tool.
-TOOL_FLAGS   ?= -c release --static-swift-stdlib -Xlinker --strip-debug
+# libstdc++ and libgcc_s (asked for by the static Swift runtime's link file and by clang) are
+# linked from their archives too, through the linker scripts in STATIC_LINK_DIR: the tool then
+# needs nothing but glibc. That folder goes to clang (swiftc -Xclang-linker), so that it is searched
+# before clang's own library folders (with -Xlinker -L those would win).
+# The static runtime's link file also exports every symbol (-export-dynamic): nothing looks our
+# symbols up at run time, so a version script keeps them all local (half a megabyte of dynamic
+# symbol table less, and less for ld.so to do at start-up).
+STATIC_LINK_DIR := $(CURDIR)/build/static-link
+TOOL_FLAGS   ?= -c release --static-swift-stdlib -Xlinker --strip-debug -Xswiftc -Xclang-linker -Xswiftc -L$(STATIC_LINK_DIR) \
+                -Xlinker --version-script=$(STATIC_LINK_DIR)/local-symbols.map
 TEST_FLAGS   ?= -c release --scratch-path .build-tests
 DEB_PACKAGES := libelf-dev libunwind-dev libpython3-dev patchelf gpgv debian-archive-keyring zlib1g-dev
 # What the view tests drive: a real terminal (tmux) and a real browser (headless chromium); the
@@ -26,13 +35,13 @@ SCALENE_VENV := .venv-scalene
 
 # The fuzzers: libFuzzer with AddressSanitizer, in a build of their own. `make fuzz` runs each
 # target FUZZ_SECONDS; `make test` replays the committed inputs and adds FUZZ_TEST_SECONDS of fresh
-# ones per target (six targets: about a minute).
+# ones per target (seven targets: about a minute and a quarter).
 FUZZ_FLAGS   ?= -c debug --scratch-path .build-fuzz -Xswiftc -sanitize=fuzzer,address -Xswiftc -DFUZZING
 FUZZ_BIN      = $(shell $(SWIFT) build $(FUZZ_FLAGS) --show-bin-path 2>/dev/null)/scalene-fuzz
 FUZZ_SECONDS ?= 60
 FUZZ_TEST_SECONDS ?= 10
 
-.PHONY: all deps build agent test-deps pythons test demo bench layouts screenshots clean fuzz fuzz-build fuzz-seeds
+.PHONY: all deps build agent static-link test-deps pythons test demo bench layouts screenshots clean fuzz fuzz-build fuzz-seeds
 
 all: build
 
@@ -55,10 +64,24 @@ install-debs:
 agent: deps
 	$(MAKE) -C agent CC="$(CC)"
 
-build: deps agent
+build: deps agent static-link
 	$(SWIFT) build $(TOOL_FLAGS) --product scalene-attach
 	cp $(AGENT) "$(BIN_DIR)/libscalene_agent.so"
 	@echo "built $(BIN_DIR)/scalene-attach"
+
+# `-lstdc++` and `-lgcc_s` resolve to these scripts, which name the static archives (found
+# through the compiler, not a hard-coded gcc version).
+static-link:
+	@mkdir -p "$(STATIC_LINK_DIR)"
+	@for pair in libstdc++.so:libstdc++.a libgcc_s.so:libgcc_eh.a; do \
+	  archive=$$($(CC) -print-file-name=$${pair#*:}); \
+	  case "$$archive" in /*) ;; *) echo "$(CC) cannot find $${pair#*:} (install g++)" >&2; exit 1;; esac; \
+	  echo "INPUT($$archive)" > "$(STATIC_LINK_DIR)/$${pair%%:*}.tmp"; \
+	  cmp -s "$(STATIC_LINK_DIR)/$${pair%%:*}.tmp" "$(STATIC_LINK_DIR)/$${pair%%:*}" \
+	    && rm "$(STATIC_LINK_DIR)/$${pair%%:*}.tmp" \
+	    || mv "$(STATIC_LINK_DIR)/$${pair%%:*}.tmp" "$(STATIC_LINK_DIR)/$${pair%%:*}"; \
+	done
+	@echo '{ local: *; };' > "$(STATIC_LINK_DIR)/local-symbols.map"
 
 # Scalene itself (from PyPI), to check that its model validates and its viewer renders our JSON;
 # tmux and chromium for the views.

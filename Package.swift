@@ -14,9 +14,6 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
-        // pprof's profile.proto (the runtime library only: the generated messages are committed).
-        // No traits: its default BinaryDelimitedStreams imports Foundation, which would link ICU.
-        .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0", traits: []),
     ],
     targets: [
         // What Swift cannot call directly: variadic ptrace, wait-status macros, process_vm_readv.
@@ -36,8 +33,9 @@ let package = Package(
                                            "-Xlinker", "-l:liblzma.a"])]
         ),
 
-        // Threads, locks and text formatting (printf numbers, JSON) without Foundation, which would
-        // link ICU and most of the binary's size and start-up time with it.
+        // Threads, locks and text formatting (printf numbers, JSON written and read, files, paths,
+        // the environment) without Foundation, which would link ICU and most of the binary's size
+        // and start-up time with it. No shipped module imports Foundation or FoundationEssentials.
         .target(name: "Threads", dependencies: ["CScaleneSys"], swiftSettings: optimized),
         .target(name: "TextFormatting", swiftSettings: optimized),
         .target(name: "RemoteProcess", dependencies: ["CScaleneSys"], swiftSettings: optimized),
@@ -48,12 +46,13 @@ let package = Package(
         .target(name: "CPythonLayouts", swiftSettings: optimized),
         .target(name: "PythonInspector", dependencies: ["RemoteProcess", "ELFSymbols", "CPythonLayouts"], swiftSettings: optimized),
         .target(name: "NativeStacks", dependencies: ["CNativeStacks", "ELFSymbols", "RemoteProcess", "CScaleneSys"], swiftSettings: optimized),
-        .target(name: "Profiler", dependencies: ["RemoteProcess", "PythonInspector", "NativeStacks", "CScaleneSys"], swiftSettings: optimized),
+        .target(name: "Profiler", dependencies: ["RemoteProcess", "PythonInspector", "NativeStacks", "CScaleneSys", "TextFormatting"],
+                swiftSettings: optimized),
         .target(name: "Injector", dependencies: ["RemoteProcess", "ELFSymbols", "PythonInspector", "Profiler", "CAgentProtocol", "CScaleneSys", "TextFormatting"], swiftSettings: optimized),
         // gzip for pprof (zlib's deflateInit2 is a macro); libz.so.1 is needed by libelf already.
         .target(name: "CZlib", linkerSettings: [.unsafeFlags(["-Xlinker", "-l:libz.a"])]),
-        .target(name: "Reports", dependencies: ["Profiler", "PythonInspector", "CZlib", "TextFormatting",
-                                                .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
+        // pprof is encoded by hand (ProtobufWriter, PprofMessages): eight small messages.
+        .target(name: "Reports", dependencies: ["Profiler", "PythonInspector", "CZlib", "TextFormatting"]),
         // --subprocesses: a process and its Python descendants, found as they appear.
         .target(name: "ProcessFamily", dependencies: ["RemoteProcess", "PythonInspector"], swiftSettings: optimized),
         // Long runs: atomic and rotated snapshot files, and the thread that writes them.
@@ -63,7 +62,7 @@ let package = Package(
         .target(name: "CCurl"),
         .target(name: "Push", dependencies: ["CCurl", "CScaleneSys", "Threads", "TextFormatting"], swiftSettings: optimized),
         // The readers that take remote bytes, driven by arbitrary input (libFuzzer and corpus replay).
-        .target(name: "FuzzTargets", dependencies: ["RemoteProcess", "CPythonLayouts", "PythonInspector", "Profiler", "Injector"]),
+        .target(name: "FuzzTargets", dependencies: ["RemoteProcess", "ELFSymbols", "CPythonLayouts", "PythonInspector", "Profiler", "Injector"]),
         .executableTarget(name: "scalene-fuzz", dependencies: ["FuzzTargets", "PythonInspector", "RemoteProcess", "CPythonLayouts"]),
         // The live view (`top`): terminal mode and keys (CTerminal), and screens rendered as a pure
         // function of a profile snapshot and the view's state.

@@ -59,7 +59,11 @@ public struct ELFFile: Sendable {
 
     /// Opens and indexes `path`. Only the listed symbol names are kept when `only` is given (much
     /// cheaper for a large .symtab); otherwise every named function and object symbol is.
-    public init(path: String, only wanted: Set<String>? = nil) throws(ELFError) {
+    ///
+    /// Listed names are looked up in `.dynsym` through its hash table (`.gnu.hash`, else `.hash`)
+    /// when it has one, as the dynamic linker does, and by reading every entry otherwise; names not
+    /// found there are looked for in `.symtab` unless `staticSymbols` is false.
+    public init(path: String, only wanted: Set<String>? = nil, staticSymbols: Bool = true) throws(ELFError) {
         self.path = path
         elf_version(UInt32(EV_CURRENT))
         let fd = open(path, O_RDONLY | O_CLOEXEC)
@@ -71,6 +75,7 @@ public struct ELFFile: Sendable {
         var header = GElf_Ehdr()
         guard gelf_getehdr(elf, &header) != nil else { throw .malformed(path: path, detail: "no ELF header") }
         isExecutableType = header.e_type == UInt16(ET_EXEC)
+        let identity = withUnsafeBytes(of: header.e_ident) { (class: $0[Int(EI_CLASS)], data: $0[Int(EI_DATA)]) }
 
         var programHeaderCount = 0
         guard elf_getphdrnum(elf, &programHeaderCount) == 0 else {
@@ -91,7 +96,9 @@ public struct ELFFile: Sendable {
         var stringTableIndex = 0
         _ = elf_getshdrstrndx(elf, &stringTableIndex)
         var foundSections = [ELFSection]()
-        var symbolTables = [(section: OpaquePointer, header: GElf_Shdr)]()
+        var dynamicTable: SymbolTable?
+        var staticSection: (section: OpaquePointer, header: GElf_Shdr)?
+        var hashSections = [(kind: SymbolHashTable.Kind, section: OpaquePointer, header: GElf_Shdr)]()
         var section = elf_nextscn(elf, nil)
         while let current = section {
             defer { section = elf_nextscn(elf, current) }
@@ -100,44 +107,55 @@ public struct ELFFile: Sendable {
             let name = elf_strptr(elf, stringTableIndex, Int(shdr.sh_name)).map { String(cString: $0) } ?? ""
             foundSections.append(ELFSection(name: name, address: shdr.sh_addr, fileOffset: shdr.sh_offset,
                                             size: shdr.sh_size, isNoBits: shdr.sh_type == UInt32(SHT_NOBITS)))
-            if shdr.sh_type == UInt32(SHT_DYNSYM) { symbolTables.insert((current, shdr), at: 0) }
-            if shdr.sh_type == UInt32(SHT_SYMTAB) { symbolTables.append((current, shdr)) }
-        }
-        // .dynsym first: it is small and holds every exported symbol; the much larger .symtab (absent
-        // from stripped binaries) is read only for names still missing.
-        var symbols = [String: ELFSymbol]()
-        let wantedNames = (wanted.map { Array($0) } ?? []).map { ($0, Array($0.utf8CString)) }
-        for table in symbolTables {
-            if let wanted, symbols.count == wanted.count { break }
-            let shdr = table.header
-            guard shdr.sh_entsize > 0, let data = elf_getdata(table.section, nil) else { continue }
-            // A malformed file can claim any size: libelf indexes symbols with an Int32.
-            let count = Int(clamping: min(shdr.sh_size / shdr.sh_entsize, UInt64(Int32.max)))
-            for index in 0..<count {
-                var symbol = GElf_Sym()
-                guard gelf_getsym(data, Int32(index), &symbol) != nil else { continue }
-                let type = Int32(symbol.st_info & 0xf)
-                guard type == STT_FUNC || type == STT_OBJECT, symbol.st_shndx != UInt16(SHN_UNDEF),
-                      symbol.st_name != 0,
-                      let cName = elf_strptr(elf, Int(shdr.sh_link), Int(symbol.st_name)) else { continue }
-                let symbolName: String
-                if wanted != nil {
-                    // Compare as C strings: making a Swift String of every symbol name costs more
-                    // than the rest of the lookup.
-                    guard let match = wantedNames.first(where: { strcmp(cName, $0.1) == 0 }) else { continue }
-                    symbolName = match.0
-                } else {
-                    symbolName = String(cString: cName)
-                }
-                // .dynsym and .symtab often both list a symbol; the first definition wins.
-                if symbols[symbolName] == nil {
-                    symbols[symbolName] = ELFSymbol(name: symbolName, value: symbol.st_value, size: symbol.st_size,
-                                                    isFunction: type == STT_FUNC)
-                }
+            switch shdr.sh_type {
+            case UInt32(SHT_DYNSYM): if dynamicTable == nil { dynamicTable = SymbolTable(elf: elf, section: current, header: shdr) }
+            case UInt32(SHT_SYMTAB): if staticSection == nil { staticSection = (current, shdr) }
+            case UInt32(SHT_GNU_HASH): hashSections.append((.gnu, current, shdr))
+            case UInt32(SHT_HASH): hashSections.append((.sysV, current, shdr))
+            default: break
             }
         }
         sections = foundSections
+
+        var symbols = [String: ELFSymbol]()
+        // .dynsym first: it is small and holds every exported symbol; the much larger .symtab (absent
+        // from stripped binaries) is read only for names still missing.
+        var scanned = [SymbolTable]()
+        if let wanted, let dynamicTable, identity.data == UInt8(ELFDATA2LSB),
+           let table = Self.hashTable(of: dynamicTable, among: hashSections, is64Bit: identity.class == UInt8(ELFCLASS64)) {
+            for name in wanted {
+                if let symbol = dynamicTable.lookUp(name, with: table) { symbols[name] = symbol }
+            }
+        } else if let dynamicTable {
+            scanned.append(dynamicTable)
+        }
+        if staticSymbols, let staticSection, wanted.map({ symbols.count < $0.count }) ?? true,
+           let staticTable = SymbolTable(elf: elf, section: staticSection.section, header: staticSection.header) {
+            scanned.append(staticTable)
+        }
+        for table in scanned {
+            if let wanted, symbols.count == wanted.count { break }
+            table.scan(wanted: wanted.map { $0.filter { symbols[$0] == nil } }, into: &symbols)
+        }
         symbolsByName = symbols
+    }
+
+    /// The hash table of `table` (`.gnu.hash` preferred), if the file has one that indexes it.
+    private static func hashTable(of table: SymbolTable,
+                                  among sections: [(kind: SymbolHashTable.Kind, section: OpaquePointer, header: GElf_Shdr)],
+                                  is64Bit: Bool) -> SymbolHashTable? {
+        for kind in [SymbolHashTable.Kind.gnu, .sysV] {
+            for candidate in sections where candidate.kind == kind && Int(candidate.header.sh_link) == table.sectionIndex {
+                // Raw: the file's bytes, which SymbolHashTable decodes itself (bounds-checked).
+                guard let data = elf_rawdata(candidate.section, nil), let start = data.pointee.d_buf,
+                      data.pointee.d_size <= 64 << 20 else { continue }
+                let bytes = [UInt8](UnsafeRawBufferPointer(start: start, count: data.pointee.d_size))
+                if let hash = SymbolHashTable(kind: kind, bytes: bytes, is64Bit: is64Bit, symbolCount: table.count) {
+                    return hash
+                }
+            }
+        }
+        return nil
     }
 
     public func symbol(named name: String) -> ELFSymbol? { symbolsByName[name] }
@@ -178,5 +196,74 @@ extension ELFFile {
             done += n
         }
         return buffer
+    }
+}
+
+/// One symbol table section (`.dynsym` or `.symtab`) of an open file, read through libelf, which
+/// checks every index against the section's data.
+private struct SymbolTable {
+    let elf: OpaquePointer
+    let data: UnsafeMutablePointer<Elf_Data>
+    /// The section's index (what a hash table's sh_link names) and its string table's.
+    let sectionIndex: Int
+    let stringSection: Int
+    let count: Int
+
+    init?(elf: OpaquePointer, section: OpaquePointer, header: GElf_Shdr) {
+        guard header.sh_entsize > 0, let data = elf_getdata(section, nil) else { return nil }
+        self.elf = elf
+        self.data = data
+        sectionIndex = elf_ndxscn(section)
+        stringSection = Int(header.sh_link)
+        // A malformed file can claim any size: libelf indexes symbols with an Int32.
+        count = Int(clamping: min(header.sh_size / header.sh_entsize, UInt64(Int32.max)))
+    }
+
+    /// The symbol at `index` if it is a named, defined function or object, with its C name.
+    func definition(at index: Int) -> (symbol: GElf_Sym, name: UnsafeMutablePointer<CChar>)? {
+        guard index >= 0, index < count else { return nil }
+        var symbol = GElf_Sym()
+        guard gelf_getsym(data, Int32(index), &symbol) != nil else { return nil }
+        let type = Int32(symbol.st_info & 0xf)
+        guard type == STT_FUNC || type == STT_OBJECT, symbol.st_shndx != UInt16(SHN_UNDEF), symbol.st_name != 0,
+              let name = elf_strptr(elf, stringSection, Int(symbol.st_name)) else { return nil }
+        return (symbol, name)
+    }
+
+    /// `name` through the hash table: of the definitions it chains to that name, the first in the
+    /// table (what reading the table in order finds first).
+    func lookUp(_ name: String, with table: SymbolHashTable) -> ELFSymbol? {
+        let cName = Array(name.utf8CString)
+        for index in table.candidates(for: Array(name.utf8)) {
+            guard let (symbol, candidate) = definition(at: index), strcmp(candidate, cName) == 0 else { continue }
+            return ELFSymbol(name: name, value: symbol.st_value, size: symbol.st_size,
+                             isFunction: Int32(symbol.st_info & 0xf) == STT_FUNC)
+        }
+        return nil
+    }
+
+    /// Reads every entry, keeping the `wanted` names (every named definition when nil) not yet in
+    /// `symbols`: the first definition of a name wins.
+    func scan(wanted: Set<String>?, into symbols: inout [String: ELFSymbol]) {
+        let wantedNames = (wanted.map { Array($0) } ?? []).map { ($0, Array($0.utf8CString)) }
+        var missing = wantedNames.count
+        for index in 0..<count {
+            if wanted != nil && missing == 0 { break }
+            guard let (symbol, cName) = definition(at: index) else { continue }
+            let symbolName: String
+            if wanted != nil {
+                // Compare as C strings: making a Swift String of every symbol name costs more
+                // than the rest of the lookup.
+                guard let match = wantedNames.first(where: { strcmp(cName, $0.1) == 0 }) else { continue }
+                symbolName = match.0
+            } else {
+                symbolName = String(cString: cName)
+            }
+            if symbols[symbolName] == nil {
+                symbols[symbolName] = ELFSymbol(name: symbolName, value: symbol.st_value, size: symbol.st_size,
+                                                isFunction: Int32(symbol.st_info & 0xf) == STT_FUNC)
+                missing -= 1
+            }
+        }
     }
 }

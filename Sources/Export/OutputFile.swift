@@ -1,4 +1,4 @@
-import FoundationEssentials
+import CScaleneSys
 import TextFormatting
 #if canImport(Glibc)
 import Glibc
@@ -75,9 +75,10 @@ public final class OutputFile {
     public init(path: String, keep: Int? = nil) {
         self.path = path
         self.keep = keep
-        let url = URL(fileURLWithPath: path)
-        folder = url.deletingLastPathComponent().path
-        name = url.lastPathComponent
+        // Absolute (against the current folder now), as a file URL made it before.
+        let absolute = Path.absolute(path)
+        folder = Path.directory(of: absolute)
+        name = Path.lastComponent(of: absolute)
         (stem, suffix) = Self.split(name)
     }
 
@@ -101,13 +102,13 @@ public final class OutputFile {
     /// Writes a snapshot: a new timestamped file with `keep` (the oldest beyond `keep` removed),
     /// else the file itself. Returns the name written.
     @discardableResult
-    public func writeSnapshot(_ data: Data, at date: Date = Date()) throws(WriteFailure) -> String {
+    public func writeSnapshot(_ data: [UInt8], atNanoseconds time: UInt64 = scalene_realtime_ns()) throws(WriteFailure) -> String {
         // A device (`/dev/null`, a FIFO) is written in place: no timestamped files beside it.
         guard let keep, !isDevice else {
             try write(data, as: name)
             return path
         }
-        let stamped = "\(stem).\(timestamp(date))\(suffix)"
+        let stamped = "\(stem).\(timestamp(nanoseconds: time))\(suffix)"
         try write(data, as: stamped)
         rotate(keeping: keep)
         return Path.join(folder, stamped)
@@ -122,7 +123,7 @@ public final class OutputFile {
     }
 
     /// Replaces the file itself (the final report).
-    public func write(_ data: Data) throws(WriteFailure) {
+    public func write(_ data: [UInt8]) throws(WriteFailure) {
         try write(data, as: name)
     }
 
@@ -134,7 +135,7 @@ public final class OutputFile {
 
     // MARK: - Writing
 
-    private func write(_ data: Data, as file: String) throws(WriteFailure) {
+    private func write(_ data: [UInt8], as file: String) throws(WriteFailure) {
         let target = Path.join(folder, file)
         var info = stat()
         if stat(target, &info) == 0 && (info.st_mode & S_IFMT) != S_IFREG {
@@ -165,7 +166,7 @@ public final class OutputFile {
         }
     }
 
-    private func writeInPlace(_ data: Data, _ target: String) throws(WriteFailure) {
+    private func writeInPlace(_ data: [UInt8], _ target: String) throws(WriteFailure) {
         let out = open(target, O_WRONLY | O_CLOEXEC)
         guard out >= 0 else { throw WriteFailure(errno: errno, path: target) }
         defer { close(out) }
@@ -173,7 +174,7 @@ public final class OutputFile {
     }
 
     /// Writes all of `data` to `fd` (partial writes and EINTR retried); false with errno set on failure.
-    public static func writeAll(_ fd: Int32, _ data: Data) -> Bool {
+    public static func writeAll(_ fd: Int32, _ data: [UInt8]) -> Bool {
         data.withUnsafeBytes { buffer in
             guard var pointer = buffer.baseAddress else { return true }
             var remaining = buffer.count
@@ -206,8 +207,8 @@ public final class OutputFile {
 
     /// UTC, to the millisecond, so names sort in time order ("20261201T153000.123Z"); a second
     /// snapshot in the same millisecond gets "-1", "-2"...
-    func timestamp(_ date: Date) -> String {
-        let milliseconds = Int64((date.timeIntervalSince1970 * 1000).rounded(.down))
+    func timestamp(nanoseconds: UInt64) -> String {
+        let milliseconds = Int64(nanoseconds / 1_000_000)
         var seconds = time_t(milliseconds / 1000)
         var parts = tm()
         gmtime_r(&seconds, &parts)

@@ -1,5 +1,4 @@
 import CScaleneSys
-import FoundationEssentials
 import Threads
 #if canImport(Glibc)
 import Glibc

@@ -1,4 +1,5 @@
 import CPythonLayouts
+import ELFSymbols
 import Foundation
 import Injector
 import Profiler
@@ -26,13 +27,16 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
     /// The agent's shared-memory ring (header and records as the target could leave them) and the
     /// aggregation of what it yields. Input: the mapping's bytes.
     case agentRing = "agent-ring"
+    /// A symbol hash table (`.gnu.hash` or `.hash`) as an ELF file could hold it, and lookups in
+    /// it. Input: flags (u8; bit 0: SysV, bit 1: 64-bit), the symbol count (u32), the section.
+    case elfHash = "elf-hash"
 
     /// Folders of fixtures/fuzz whose files are this target's committed inputs: the shared seed
     /// images for the memory-image targets, and the target's own folder (regression inputs).
     public var corpusFolders: [String] {
         switch self {
         case .stacks, .objects, .threadNames: return ["memory-images", rawValue]
-        case .lineTables, .debugOffsets, .agentRing: return [rawValue]
+        case .lineTables, .debugOffsets, .agentRing, .elfHash: return [rawValue]
         }
     }
 
@@ -45,6 +49,7 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
         case .lineTables: Self.lineTables(bytes)
         case .debugOffsets: Self.debugOffsets(bytes)
         case .agentRing: Self.agentRing(bytes)
+        case .elfHash: Self.elfHash(bytes)
         }
     }
 
@@ -118,6 +123,23 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
     static func debugOffsets(_ bytes: [UInt8]) {
         guard let offsets = try? DebugOffsets.decode(bytes) else { return }
         _ = try? offsets.layout()
+    }
+
+    static func elfHash(_ bytes: [UInt8]) {
+        var reader = ByteReader(bytes)
+        let flags = reader.u8() ?? 0
+        let symbolCount = Int(reader.u32() ?? 0)
+        let section = reader.rest()
+        guard let table = SymbolHashTable(kind: flags & 1 == 0 ? .gnu : .sysV, bytes: section,
+                                          is64Bit: flags & 2 != 0, symbolCount: symbolCount) else { return }
+        // Names the tables were seeded with, one that is in no table, and bytes of the input.
+        let names = ["_PyRuntime", "Py_Version", "PyCode_Type", "dlopen", "memcpy", "", "no_such_symbol"].map { Array($0.utf8) }
+            + [Array(section.prefix(12))]
+        for name in names {
+            let candidates = table.candidates(for: name)
+            precondition(candidates.allSatisfy { $0 >= 0 && $0 < symbolCount }, "a candidate outside the symbol table")
+            precondition(zip(candidates, candidates.dropFirst()).allSatisfy { $0 < $1 }, "candidates in table order")
+        }
     }
 
     /// Records in the fuzzed ring: enough for every index to wrap several times.

@@ -3,6 +3,7 @@ import CScaleneSys
 import ELFSymbols
 import PythonInspector
 import RemoteProcess
+import TextFormatting
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -151,7 +152,7 @@ public struct AgentInjector {
                 let bytes = (try? target.memory.bytes(at: text, count: 256)) ?? []
                 message = String(decoding: bytes.prefix { $0 != 0 }, as: UTF8.self)
             }
-            if message.contains("/proc/self/fd") {
+            if message.containsBytes(of: "/proc/self/fd") {
                 message += " (the agent is loaded through /proc/self/fd: the process must see a /proc)"
             }
             throw .dlopenFailed(message: message)

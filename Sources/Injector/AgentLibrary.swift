@@ -1,4 +1,3 @@
-import FoundationEssentials
 import RemoteProcess
 import TextFormatting
 #if canImport(Glibc)

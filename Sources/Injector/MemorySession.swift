@@ -1,6 +1,5 @@
 import CAgentProtocol
 import CScaleneSys
-import FoundationEssentials
 import Profiler
 import PythonInspector
 import RemoteProcess
@@ -233,12 +232,12 @@ public final class MemorySession {
     /// ../lib/scalene-attach/ beside it.
     public static func locateAgent() -> (path: String?, searched: [String]) {
         var candidates = [String]()
-        if let explicit = ProcessInfo.processInfo.environment["SCALENE_ATTACH_AGENT"] { candidates.append(explicit) }
+        if let explicit = Environment.value("SCALENE_ATTACH_AGENT") { candidates.append(explicit) }
         if let executable = try? ProcFiles.linkTarget("/proc/self/exe") {
             let directory = Path.directory(of: executable)
             candidates.append(directory + "/libscalene_agent.so")
             candidates.append(Path.join(Path.directory(of: directory), "lib/scalene-attach/libscalene_agent.so"))
         }
-        return (candidates.first { FileManager.default.isReadableFile(atPath: $0) }, candidates)
+        return (candidates.first { FileSystem.isReadable($0) }, candidates)
     }
 }

@@ -1,4 +1,3 @@
-import FoundationEssentials
 import Profiler
 import Reports
 import TextFormatting

@@ -1,5 +1,4 @@
 import CCurl
-import FoundationEssentials
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -62,7 +61,7 @@ public struct TransferFailure: Sendable, Equatable {
 
 /// Sends one HTTP POST and returns what came of it; used by one thread at a time.
 public protocol PushTransport: AnyObject {
-    func post(url: String, headers: [String], userPassword: String?, body: Data) -> TransferResult
+    func post(url: String, headers: [String], userPassword: String?, body: [UInt8]) -> TransferResult
 }
 
 /// PushTransport through libcurl's easy interface, one handle reused (its connection is kept
@@ -86,7 +85,7 @@ public final class CurlTransport: PushTransport {
 
     deinit { library.api.easy_cleanup?(easy) }
 
-    public func post(url: String, headers: [String], userPassword: String?, body: Data) -> TransferResult {
+    public func post(url: String, headers: [String], userPassword: String?, body: [UInt8]) -> TransferResult {
         withUnsafePointer(to: library.api) { api in
             api.pointee.easy_reset?(easy)
             var list: UnsafeMutableRawPointer?

@@ -1,4 +1,3 @@
-import FoundationEssentials
 import TextFormatting
 #if canImport(Glibc)
 import Glibc
@@ -11,6 +10,9 @@ public enum PushAuth: Sendable, Equatable {
     case bearer(String)
     /// HTTP basic auth (PYROSCOPE_BASIC_AUTH_USER and PYROSCOPE_BASIC_AUTH_PASSWORD; Grafana Cloud).
     case basic(user: String, password: String)
+
+    /// The variables `fromEnvironment` reads.
+    public static let variables = ["PYROSCOPE_AUTH_TOKEN", "PYROSCOPE_BASIC_AUTH_USER", "PYROSCOPE_BASIC_AUTH_PASSWORD"]
 
     /// The variables Pyroscope's own clients read; the token wins when both are set.
     public static func fromEnvironment(_ environment: [String: String]) -> PushAuth? {
@@ -61,9 +63,9 @@ public struct PushSnapshot: Sendable, Equatable {
     public var until: Int
     /// Orders snapshots (spool file names): the interval's start in Unix milliseconds.
     public var startMilliseconds: Int64
-    public var profile: Data
+    public var profile: [UInt8]
 
-    public init(from: Int, until: Int, startMilliseconds: Int64, profile: Data) {
+    public init(from: Int, until: Int, startMilliseconds: Int64, profile: [UInt8]) {
         self.from = from
         self.until = until
         self.startMilliseconds = startMilliseconds
@@ -101,13 +103,38 @@ public struct IngestTarget: Sendable {
 
     /// Checks a server URL: http or https, a host, no query or fragment. Returns it without a
     /// trailing slash (`/ingest` is appended).
+    ///
+    /// RFC 3986's syntax, as far as this needs it: only characters a URI may hold (anything else
+    /// must be percent-encoded), `scheme://[userinfo@]host[:port][/path]`.
     public static func validateServer(_ text: String) throws(PushError) -> String {
-        guard let components = URLComponents(string: text) else { throw .invalidURL(text, reason: "not a URL") }
-        guard let scheme = components.scheme?.lowercased(), scheme == "http" || scheme == "https" else {
+        let bytes = Array(text.utf8)
+        guard !bytes.isEmpty, bytes.allSatisfy(Self.isURICharacter), Self.percentEscapesAreValid(bytes) else {
+            throw .invalidURL(text, reason: "not a URL")
+        }
+        let schemeEnd = bytes.firstIndex(of: UInt8(ascii: ":"))
+        let scheme = schemeEnd.map { String(decoding: bytes[..<$0], as: UTF8.self).lowercased() }
+        guard let schemeEnd, scheme == "http" || scheme == "https" else {
             throw .invalidURL(text, reason: "the scheme must be http or https")
         }
-        guard let host = components.host, !host.isEmpty else { throw .invalidURL(text, reason: "no host") }
-        guard components.query == nil && components.fragment == nil else {
+        let rest = bytes[(schemeEnd + 1)...]
+        guard rest.starts(with: Array("//".utf8)) else { throw .invalidURL(text, reason: "no host") }
+        let authority = rest.dropFirst(2).prefix { $0 != UInt8(ascii: "/") && $0 != UInt8(ascii: "?") && $0 != UInt8(ascii: "#") }
+        let hostAndPort = authority.lastIndex(of: UInt8(ascii: "@")).map { authority[($0 + 1)...] } ?? authority
+        let host: ArraySlice<UInt8>
+        if hostAndPort.first == UInt8(ascii: "[") {
+            // An IPv6 literal: up to its closing bracket.
+            guard let close = hostAndPort.firstIndex(of: UInt8(ascii: "]")) else { throw .invalidURL(text, reason: "not a URL") }
+            host = hostAndPort[hostAndPort.startIndex...close]
+        } else {
+            host = hostAndPort.prefix { $0 != UInt8(ascii: ":") }
+        }
+        let port = hostAndPort[(host.endIndex)...]
+        guard port.isEmpty || (port.first == UInt8(ascii: ":")
+                               && port.dropFirst().allSatisfy { $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }) else {
+            throw .invalidURL(text, reason: "not a URL")
+        }
+        guard !host.isEmpty else { throw .invalidURL(text, reason: "no host") }
+        guard !bytes.contains(UInt8(ascii: "?")) && !bytes.contains(UInt8(ascii: "#")) else {
             throw .invalidURL(text, reason: "no query or fragment: the ingest path and its parameters are added")
         }
         var result = text
@@ -153,21 +180,52 @@ public struct IngestTarget: Sendable {
     }
 
     /// The multipart/form-data body: one part, `profile`, holding the pprof.
-    public static func body(profile: Data, boundary: String) -> Data {
-        var body = Data()
-        body.append(Data("--\(boundary)\r\nContent-Disposition: form-data; name=\"profile\"; filename=\"profile.pprof\"\r\n".utf8))
-        body.append(Data("Content-Type: application/octet-stream\r\n\r\n".utf8))
-        body.append(profile)
-        body.append(Data("\r\n--\(boundary)--\r\n".utf8))
+    public static func body(profile: [UInt8], boundary: String) -> [UInt8] {
+        var body = [UInt8]()
+        body.append(contentsOf: "--\(boundary)\r\nContent-Disposition: form-data; name=\"profile\"; filename=\"profile.pprof\"\r\n".utf8)
+        body.append(contentsOf: "Content-Type: application/octet-stream\r\n\r\n".utf8)
+        body.append(contentsOf: profile)
+        body.append(contentsOf: "\r\n--\(boundary)--\r\n".utf8)
         return body
     }
 
     /// A boundary that cannot occur in the profile: it is checked against it.
-    public static func boundary(for profile: Data) -> String {
+    public static func boundary(for profile: [UInt8]) -> String {
         while true {
             let candidate = "scalene-attach-" + (0..<24).map { _ in String("0123456789abcdef".randomElement()!) }.joined()
-            if profile.firstRange(of: Array(candidate.utf8)) == nil { return candidate }
+            if !Self.occurs(Array(candidate.utf8), in: profile) { return candidate }
         }
+    }
+
+    /// Whether `pattern` (not empty) occurs in `bytes`.
+    static func occurs(_ pattern: [UInt8], in bytes: [UInt8]) -> Bool {
+        guard let first = pattern.first, bytes.count >= pattern.count else { return false }
+        for start in 0...(bytes.count - pattern.count) where bytes[start] == first {
+            if bytes[start..<(start + pattern.count)].elementsEqual(pattern) { return true }
+        }
+        return false
+    }
+
+    /// The characters RFC 3986 allows in a URI: unreserved, reserved and `%`.
+    static func isURICharacter(_ byte: UInt8) -> Bool {
+        switch byte {
+        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"):
+            return true
+        default:
+            return "-._~:/?#[]@!$&'()*+,;=%".utf8.contains(byte)
+        }
+    }
+
+    /// Every `%` followed by two hexadecimal digits.
+    static func percentEscapesAreValid(_ bytes: [UInt8]) -> Bool {
+        func isHex(_ byte: UInt8) -> Bool {
+            (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte) || (UInt8(ascii: "a")...UInt8(ascii: "f")).contains(byte)
+                || (UInt8(ascii: "A")...UInt8(ascii: "F")).contains(byte)
+        }
+        for (index, byte) in bytes.enumerated() where byte == UInt8(ascii: "%") {
+            guard index + 2 < bytes.count, isHex(bytes[index + 1]), isHex(bytes[index + 2]) else { return false }
+        }
+        return true
     }
 
     /// RFC 3986: everything but the unreserved characters is percent-encoded.

@@ -1,3 +1,5 @@
+import TextFormatting
+
 /// Why pushing cannot start, or a snapshot cannot be kept. Returned to the command line, which
 /// says it in one line; nothing in this module prints or exits.
 public enum PushError: Error, Equatable, CustomStringConvertible {
@@ -13,7 +15,7 @@ public enum PushError: Error, Equatable, CustomStringConvertible {
     public var description: String {
         switch self {
         case .libcurlUnavailable(let path, let reason):
-            let detail = reason.contains(path) ? reason : "\(path): \(reason)"
+            let detail = reason.containsBytes(of: path) ? reason : "\(path): \(reason)"
             return "--push needs libcurl, which could not be loaded (\(detail)); install it "
                 + "(Debian/Ubuntu: apt-get install libcurl4; Fedora/RHEL: dnf install libcurl)"
         case .invalidURL(let url, let reason):

@@ -1,5 +1,4 @@
 import CScaleneSys
-import FoundationEssentials
 import TextFormatting
 import Threads
 #if canImport(Glibc)
@@ -70,7 +69,8 @@ public final class Pusher: @unchecked Sendable {
     private var outageTold = false
     private var spooledSent = 0
     private var backoff = 0.0
-    private var nextAttempt = Date.distantPast
+    /// When the spool may be tried again (monotonic seconds, `now()`).
+    private var nextAttempt = -Double.infinity
     private var summary = PushSummary()
     private var toldFailures: Set<String> = []
 
@@ -110,14 +110,14 @@ public final class Pusher: @unchecked Sendable {
     /// Sends what is queued and spooled, waiting at most `timeout` seconds; what could not be sent
     /// is left in the spool. No snapshot is accepted afterwards.
     public func finish(timeout: Double) -> PushSummary {
-        let deadline = Date().addingTimeInterval(timeout)
+        let deadline = Self.now() + timeout
         condition.lock()
         stopping = true
         // One prompt attempt, whatever the back-off says: the server may be back.
-        nextAttempt = .distantPast
+        nextAttempt = -.infinity
         condition.broadcast()
         while !finished {
-            if !condition.wait(seconds: deadline.timeIntervalSinceNow) { break }
+            if !condition.wait(seconds: deadline - Self.now()) { break }
         }
         var leftovers = [PushSnapshot]()
         if !finished {
@@ -181,7 +181,7 @@ public final class Pusher: @unchecked Sendable {
                 condition.lock()
                 continue
             }
-            if spooled && Date() >= nextAttempt {
+            if spooled && Self.now() >= nextAttempt {
                 condition.unlock()
                 guard let (name, snapshot) = spool.oldest() else {
                     condition.lock()
@@ -213,7 +213,7 @@ public final class Pusher: @unchecked Sendable {
             }
             if stopping && (!spooled || inOutage) { break run }
             if spooled {
-                condition.wait(seconds: nextAttempt.timeIntervalSinceNow)
+                condition.wait(seconds: nextAttempt - Self.now())
             } else {
                 condition.wait()
             }
@@ -229,10 +229,13 @@ public final class Pusher: @unchecked Sendable {
         condition.unlock()
     }
 
+    /// CLOCK_MONOTONIC in seconds: deadlines and back-off do not move with the wall clock.
+    static func now() -> Double { Double(scalene_monotonic_ns()) / 1e9 }
+
     /// Called with the lock held.
     private func startOutage(kind: String, reason: String) {
         backoff = backoff == 0 ? configuration.firstBackoff : min(configuration.maxBackoff, backoff * 2)
-        nextAttempt = Date().addingTimeInterval(backoff)
+        nextAttempt = Self.now() + backoff
         guard !inOutage else { return }
         inOutage = true
         spooledSent = 0

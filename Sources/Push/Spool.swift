@@ -1,4 +1,3 @@
-import FoundationEssentials
 import TextFormatting
 import Threads
 #if canImport(Glibc)
@@ -38,7 +37,7 @@ public final class Spool: @unchecked Sendable {
         if (info.st_mode & 0o077) != 0 && chmod(directory, 0o700) != 0 {
             throw .spool(path: directory, reason: "cannot make it private: \(String(cString: strerror(errno)))")
         }
-        let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
+        let names = (try? FileSystem.entries(of: directory)) ?? []
         for name in names.sorted() {
             let path = directory + "/" + name
             if name.hasPrefix(".tmp-") { unlink(path); continue }
@@ -99,7 +98,7 @@ public final class Spool: @unchecked Sendable {
         defer { lock.unlock() }
         while let first = entries.first {
             let path = directory + "/" + first.name
-            if let data = FileManager.default.contents(atPath: path), let parsed = Self.parse(first.name) {
+            if let data = try? FileSystem.readFile(path), let parsed = Self.parse(first.name) {
                 return (first.name, PushSnapshot(from: parsed.from, until: parsed.until, startMilliseconds: parsed.millis, profile: data))
             }
             entries.removeFirst()
@@ -126,7 +125,7 @@ public final class Spool: @unchecked Sendable {
         return (millis, from, until)
     }
 
-    private static func write(_ data: Data, to path: String) throws(PushError) {
+    private static func write(_ data: [UInt8], to path: String) throws(PushError) {
         let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw .spool(path: path, reason: String(cString: strerror(errno))) }
         defer { close(fd) }

@@ -1,4 +1,3 @@
-import FoundationEssentials
 import Profiler
 import TextFormatting
 #if canImport(Glibc)
@@ -20,7 +19,7 @@ public struct CollapsedStacksReport {
         for (stack, value) in profile.stacks where value.samples > 0 {
             let frames = stack.map { frame in
                 (frame.isNative ? "\(frame.file):\(frame.function)" : "\(frame.file):\(frame.function):\(frame.line)")
-                    .replacing(";", with: ",").replacing(" ", with: "_")
+                    .replacingAll(";", with: ",").replacingAll(" ", with: "_")
             }
             lines.append(frames.joined(separator: ";") + " \(value.samples)")
         }
@@ -37,7 +36,7 @@ public struct SpeedscopeReport {
         self.profile = profile
     }
 
-    public func render() -> Data {
+    public func render() -> [UInt8] {
         var frameIndex = [StackFrame: Int]()
         var frames = [[String: Any]]()
         func index(_ frame: StackFrame) -> Int {
@@ -76,6 +75,6 @@ public struct SpeedscopeReport {
             "shared": ["frames": frames],
             "profiles": profiles,
         ]
-        return Data(JSONWriter.bytes(document))
+        return JSONWriter.bytes(document)
     }
 }

@@ -1,4 +1,3 @@
-import FoundationEssentials
 import Profiler
 import TextFormatting
 #if canImport(Glibc)
@@ -51,11 +50,11 @@ public struct HTMLReport {
         self.init(profile: try SavedProfile.decode(document), limits: limits)
     }
 
-    public func render() -> Data {
-        let data = Data(JSONWriter.bytes(model()))
+    public func render() -> [UInt8] {
+        let data = JSONWriter.bytes(model())
         // Inside <script> only "</" could end the element early; "<" never appears outside a JSON
         // string, where "\u003c" means the same.
-        let json = String(decoding: data, as: UTF8.self).replacing("<", with: "\\u003c")
+        let json = String(decoding: data, as: UTF8.self).replacingAll("<", with: "\\u003c")
         let title = Self.escapeHTML("scalene-attach · " + (programName ?? "profile")
                                     + (profile.scaleneAttach?.pid.map { " · pid \($0)" } ?? ""))
         let page = """
@@ -81,7 +80,7 @@ public struct HTMLReport {
             </html>
 
             """
-        return Data(page.utf8)
+        return Array(page.utf8)
     }
 
     var programName: String? {
@@ -90,16 +89,16 @@ public struct HTMLReport {
     }
 
     static func escapeHTML(_ text: String) -> String {
-        text.replacing("&", with: "&amp;").replacing("<", with: "&lt;")
-            .replacing(">", with: "&gt;").replacing("\"", with: "&quot;")
+        text.replacingAll("&", with: "&amp;").replacingAll("<", with: "&lt;")
+            .replacingAll(">", with: "&gt;").replacingAll("\"", with: "&quot;")
     }
 
     /// Scalene's JSON escapes these in source lines; the page shows the text itself.
     static func unescapeSource(_ text: String) -> String {
         var text = text
         if text.hasSuffix("\n") { text.removeLast() }
-        return text.replacing("\\u003c", with: "<").replacing("\\u003e", with: ">")
-            .replacing("\\u0026", with: "&")
+        return text.replacingAll("\\u003c", with: "<").replacingAll("\\u003e", with: ">")
+            .replacingAll("\\u0026", with: "&")
     }
 
     /// Rounded for the page: 4 significant digits are more than a bar or a percentage shows, and

@@ -1,7 +1,5 @@
 import CZlib
-import FoundationEssentials
 import Profiler
-import SwiftProtobuf
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -40,8 +38,8 @@ public struct PprofReport {
     }
 
     /// The gzip-compressed encoding.
-    public func render() -> Data {
-        let bytes: [UInt8] = (try? message().serializedBytes()) ?? []
+    public func render() -> [UInt8] {
+        let bytes = message().serializedBytes()
         return Gzip.compress(bytes)
     }
 
@@ -49,9 +47,9 @@ public struct PprofReport {
     static let nanosecondsPerSecond = 1e9
     static let bytesPerMegabyte = 1024.0 * 1024.0
 
-    func message() -> Perftools_Profiles_Profile {
+    func message() -> PprofMessages.Profile {
         var builder = Builder()
-        var result = Perftools_Profiles_Profile()
+        var result = PprofMessages.Profile()
         let time = parts.contains(.time)
         let memory = parts.contains(.memory) ? profile.memory : nil
         var types: [(String, String)] = []
@@ -74,7 +72,7 @@ public struct PprofReport {
                 var recordedSamples = 0
                 // Sorted, so equal profiles encode to equal bytes.
                 for (stack, value) in thread.stacks.sorted(by: { Self.order($0.key, $1.key) }) {
-                    var sample = Perftools_Profiles_Sample()
+                    var sample = PprofMessages.Sample()
                     sample.locationID = stack.reversed().map { frame in
                         builder.location(function: frame.function, file: frame.file, line: frame.line,
                                          firstLine: frame.isNative ? 0 : firstLines[FileAndName(frame.file, frame.function)] ?? 0)
@@ -90,7 +88,7 @@ public struct PprofReport {
                 rest.native = max(0, rest.native - recorded.native)
                 rest.system = max(0, rest.system - recorded.system)
                 if rest.total * Self.nanosecondsPerSecond >= 1000 {
-                    var sample = Perftools_Profiles_Sample()
+                    var sample = PprofMessages.Sample()
                     sample.locationID = [builder.location(function: "[no Python stack]", file: "", line: 0, firstLine: 0)]
                     sample.value = Self.timeValues(rest, samples: max(0, thread.samples - recordedSamples), width: width)
                     sample.label = labels
@@ -103,7 +101,7 @@ public struct PprofReport {
             func megabytes(_ value: Double) -> Int64 { Self.integer((max(0, value) * Self.bytesPerMegabyte)) }
             var sums = (allocated: 0.0, copied: 0.0)
             for (line, data) in memory.lines.sorted(by: { $0.key < $1.key }) {
-                var sample = Perftools_Profiles_Sample()
+                var sample = PprofMessages.Sample()
                 let function = data.function?.name ?? "<module>"
                 sample.locationID = [builder.location(function: function, file: line.file, line: line.line,
                                                       firstLine: data.function?.firstLine ?? 0)]
@@ -122,7 +120,7 @@ public struct PprofReport {
             for (name, allocated, copied) in [("[native threads]", native, 0.0),
                                               ("[outside profiled files]", outsideAllocated, outsideCopied)]
             where megabytes(allocated) > 0 || megabytes(copied) > 0 {
-                var sample = Perftools_Profiles_Sample()
+                var sample = PprofMessages.Sample()
                 sample.locationID = [builder.location(function: name, file: "", line: 0, firstLine: 0)]
                 var values = [Int64](repeating: 0, count: width)
                 values[memoryOffset] = megabytes(allocated)
@@ -132,12 +130,12 @@ public struct PprofReport {
             }
         }
 
-        var mapping = Perftools_Profiles_Mapping()
+        var mapping = PprofMessages.Mapping()
         mapping.id = 1
         mapping.filename = builder.string(profile.arguments.first ?? "python")
-        mapping.hasFunctions_p = true
-        mapping.hasFilenames_p = true
-        mapping.hasLineNumbers_p = true
+        mapping.hasFunctions = true
+        mapping.hasFilenames = true
+        mapping.hasLineNumbers = true
         result.mapping = [mapping]
         result.location = builder.locations
         result.function = builder.functions
@@ -196,9 +194,9 @@ public struct PprofReport {
     struct Builder {
         private(set) var strings: [String] = [""]
         private var stringIndex: [String: Int64] = ["": 0]
-        private(set) var functions: [Perftools_Profiles_Function] = []
+        private(set) var functions: [PprofMessages.Function] = []
         private var functionIndex: [FunctionKey: UInt64] = [:]
-        private(set) var locations: [Perftools_Profiles_Location] = []
+        private(set) var locations: [PprofMessages.Location] = []
         private var locationIndex: [LocationKey: UInt64] = [:]
 
         struct FunctionKey: Hashable {
@@ -220,15 +218,15 @@ public struct PprofReport {
             return index
         }
 
-        mutating func valueType(_ type: String, _ unit: String) -> Perftools_Profiles_ValueType {
-            var value = Perftools_Profiles_ValueType()
+        mutating func valueType(_ type: String, _ unit: String) -> PprofMessages.ValueType {
+            var value = PprofMessages.ValueType()
             value.type = string(type)
             value.unit = string(unit)
             return value
         }
 
-        mutating func label(_ key: String, _ value: String) -> Perftools_Profiles_Label {
-            var label = Perftools_Profiles_Label()
+        mutating func label(_ key: String, _ value: String) -> PprofMessages.Label {
+            var label = PprofMessages.Label()
             label.key = string(key)
             label.str = string(value)
             return label
@@ -240,7 +238,7 @@ public struct PprofReport {
             if let existing = functionIndex[functionKey] {
                 functionID = existing
             } else {
-                var function = Perftools_Profiles_Function()
+                var function = PprofMessages.Function()
                 functionID = UInt64(functions.count + 1)
                 function.id = functionID
                 function.name = string(name)
@@ -252,10 +250,10 @@ public struct PprofReport {
             }
             let key = LocationKey(function: functionID, line: line)
             if let existing = locationIndex[key] { return existing }
-            var location = Perftools_Profiles_Location()
+            var location = PprofMessages.Location()
             location.id = UInt64(locations.count + 1)
             location.mappingID = 1
-            var entry = Perftools_Profiles_Line()
+            var entry = PprofMessages.Line()
             entry.functionID = functionID
             entry.line = Int64(max(0, line))
             location.line = [entry]
@@ -269,20 +267,19 @@ public struct PprofReport {
 /// gzip (RFC 1952) through zlib.
 public enum Gzip {
     /// The bytes compressed as one gzip member.
-    public static func compress(_ bytes: [UInt8], level: Int32 = 6) -> Data {
+    public static func compress(_ bytes: [UInt8], level: Int32 = 6) -> [UInt8] {
         var output = [UInt8](repeating: 0, count: scalene_gzip_bound(bytes.count))
         let written = bytes.withUnsafeBufferPointer { input in
             output.withUnsafeMutableBufferPointer { out in
                 scalene_gzip(input.baseAddress, input.count, out.baseAddress!, out.count, level)
             }
         }
-        return Data(output[0..<written])
+        return Array(output[0..<written])
     }
 
     /// The bytes of a gzip member, or nil when `data` is not one (or inflates past `limit`).
-    public static func decompress(_ data: Data, limit: Int = 256 << 20) -> Data? {
-        var capacity = max(4096, data.count * 4)
-        let input = [UInt8](data)
+    public static func decompress(_ input: [UInt8], limit: Int = 256 << 20) -> [UInt8]? {
+        var capacity = max(4096, input.count * 4)
         while capacity <= limit {
             var output = [UInt8](repeating: 0, count: capacity)
             let written = input.withUnsafeBufferPointer { source in
@@ -290,7 +287,7 @@ public enum Gzip {
                     source.baseAddress.map { scalene_gunzip($0, source.count, out.baseAddress!, out.count) } ?? -1
                 }
             }
-            if written >= 0 { return Data(output[0..<Int(written)]) }
+            if written >= 0 { return Array(output[0..<Int(written)]) }
             capacity *= 4
         }
         return nil

@@ -1,4 +1,3 @@
-import FoundationEssentials
 import Profiler
 import TextFormatting
 #if canImport(Glibc)
@@ -19,9 +18,8 @@ public struct ScaleneJSONReport {
         self.reduced = reduced
     }
 
-    public func render() -> Data {
-        let object = document()
-        return Data(JSONWriter.bytes(object))
+    public func render() -> [UInt8] {
+        JSONWriter.bytes(document())
     }
 
     func document() -> [String: Any] {
@@ -281,7 +279,7 @@ public struct ScaleneJSONReport {
 
     /// Scalene's viewer expects these characters escaped in source lines (it unescapes them).
     func escape(_ line: String) -> String {
-        line.replacing("&", with: "\\u0026").replacing("<", with: "\\u003c")
-            .replacing(">", with: "\\u003e")
+        line.replacingAll("&", with: "\\u0026").replacingAll("<", with: "\\u003c")
+            .replacingAll(">", with: "\\u003e")
     }
 }

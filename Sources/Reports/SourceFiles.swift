@@ -1,4 +1,3 @@
-import FoundationEssentials
 import TextFormatting
 #if canImport(Glibc)
 import Glibc
@@ -20,9 +19,9 @@ public final class SourceFiles {
         if let cached = cache[path] { return cached }
         var text: String?
         if let rootPrefix, path.hasPrefix("/") {
-            text = try? String(contentsOfFile: rootPrefix + path, encoding: .utf8)
+            text = FileSystem.readText(rootPrefix + path)
         }
-        if text == nil { text = try? String(contentsOfFile: path, encoding: .utf8) }
+        if text == nil { text = FileSystem.readText(path) }
         var lines = text.map { $0.split(separator: "\n", omittingEmptySubsequences: false).map(String.init) } ?? []
         if lines.last == "" { lines.removeLast() }
         cache[path] = lines
@@ -83,8 +82,8 @@ public struct SourceRegions: Sendable {
             if let word = words.first(where: { code.hasPrefix($0) }),
                code.trimmingWhitespace().hasSuffix(":") {
                 blocks.append(Block(indent: indent, start: number, end: number,
-                                    isLoop: word.contains("for") || word.contains("while"),
-                                    isFunction: word.contains("def")))
+                                    isLoop: word.containsBytes(of: "for") || word.containsBytes(of: "while"),
+                                    isFunction: word.containsBytes(of: "def")))
                 open.append(blocks.count - 1)
                 enclosing[number] = open
             }

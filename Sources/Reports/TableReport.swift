@@ -1,4 +1,3 @@
-import FoundationEssentials
 import Profiler
 import TextFormatting
 #if canImport(Glibc)
@@ -155,7 +154,7 @@ public struct TableReport {
         if !argument.isEmpty && argument.allSatisfy({ $0.isLetter || $0.isNumber || "-_./=:,+@%".contains($0) }) {
             return argument
         }
-        return "'" + argument.replacing("'", with: "'\\''") + "'"
+        return "'" + argument.replacingAll("'", with: "'\\''") + "'"
     }
 
     /// One line on memory: the peak and where it was reached, what was allocated and by whom, and

@@ -1,3 +1,7 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// The path arithmetic NSString did (`deletingLastPathComponent`, `appendingPathComponent`).
 public enum Path {
     /// The folder part: "/a/b/c" → "/a/b", "/a" → "/", "name" → "".
@@ -15,5 +19,34 @@ public enum Path {
     public static func join(_ folder: String, _ name: String) -> String {
         if folder.isEmpty { return name }
         return folder.hasSuffix("/") ? folder + name : folder + "/" + name
+    }
+
+    /// `path` made absolute against the current folder and normalised as a file URL's path was
+    /// (`URL(fileURLWithPath:).standardized`): "." and empty components dropped, ".." taking one
+    /// away, no trailing slash. Lexical only: symbolic links are not resolved.
+    public static func absolute(_ path: String) -> String {
+        var full = path
+        if !path.hasPrefix("/") {
+            var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+            let folder = buffer.withUnsafeMutableBufferPointer { pointer in
+                getcwd(pointer.baseAddress, pointer.count).map { String(cString: $0) }
+            } ?? "/"
+            full = join(folder, path)
+        }
+        var parts = [Substring]()
+        for part in full.split(separator: "/") {
+            if part == "." { continue }
+            if part == ".." {
+                if !parts.isEmpty { parts.removeLast() }
+                continue
+            }
+            parts.append(part)
+        }
+        return "/" + parts.joined(separator: "/")
+    }
+
+    /// The last component: "/a/b.json" → "b.json", "/a/b/" → "b", "/" → "".
+    public static func lastComponent(of path: String) -> String {
+        path.split(separator: "/").last.map(String.init) ?? ""
     }
 }

@@ -1,6 +1,5 @@
 import CScaleneSys
 import Export
-import FoundationEssentials
 import ProcessFamily
 import Profiler
 import Push
@@ -482,7 +481,7 @@ final class FamilyReports: @unchecked Sendable {
             }
             if options.output == nil {
                 _ = OutputFile.writeAll(1, reports.main)
-                _ = OutputFile.writeAll(1, Data("\n".utf8))
+                _ = OutputFile.writeAll(1, Array("\n".utf8))
             }
         } catch {
             printError("scalene-attach: warning: the report of process \(job.whole.pid) failed: \(error.message)")

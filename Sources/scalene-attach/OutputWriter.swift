@@ -1,6 +1,5 @@
 import CScaleneSys
 import Export
-import FoundationEssentials
 import LiveView
 import Profiler
 import Reports
@@ -10,9 +9,9 @@ import Glibc
 
 /// The reports of one profile, rendered: the main one (--output or stdout) and --json, --html.
 struct RenderedReports: Sendable {
-    var main: Data
-    var json: Data?
-    var html: Data?
+    var main: [UInt8]
+    var json: [UInt8]?
+    var html: [UInt8]?
 }
 
 /// Renders the reports a profile run asked for and writes them to their files.
@@ -29,15 +28,15 @@ struct OutputWriter {
     /// --json and --html of `whole` (always the whole run: Scalene's viewer shows a run).
     func render(main: Profile, whole: Profile) throws(Failure) -> RenderedReports {
         let sources = SourceFiles(pid: whole.end == .targetExited ? nil : whole.pid)
-        var reports = RenderedReports(main: Data())
+        var reports = RenderedReports(main: [])
         switch options.format {
         case .table:
-            reports.main = Data(TableReport(profile: main, sources: sources, detail: options.tableDetail,
-                                            perThread: options.threads, width: tableWidth).render().utf8)
+            reports.main = Array(TableReport(profile: main, sources: sources, detail: options.tableDetail,
+                                             perThread: options.threads, width: tableWidth).render().utf8)
         case .json:
             reports.main = ScaleneJSONReport(profile: main, sources: sources, reduced: options.reduced).render()
         case .collapsed:
-            reports.main = Data(CollapsedStacksReport(profile: main).render().utf8)
+            reports.main = Array(CollapsedStacksReport(profile: main).render().utf8)
         case .speedscope:
             reports.main = SpeedscopeReport(profile: main).render()
         case .pprof:

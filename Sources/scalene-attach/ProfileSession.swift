@@ -1,6 +1,5 @@
 import CScaleneSys
 import Export
-import FoundationEssentials
 import Injector
 import NativeStacks
 import Profiler
@@ -172,7 +171,7 @@ struct ProfileSession {
             }
             if options.output == nil {
                 _ = OutputFile.writeAll(1, reports.main)
-                if options.format == .json || options.format == .speedscope { _ = OutputFile.writeAll(1, Data("\n".utf8)) }
+                if options.format == .json || options.format == .speedscope { _ = OutputFile.writeAll(1, Array("\n".utf8)) }
             }
         } catch {
             fail(error)

@@ -1,7 +1,7 @@
-import FoundationEssentials
 import Profiler
 import Push
 import PythonInspector
+import TextFormatting
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -14,7 +14,7 @@ enum PushSetup {
     /// library file (for the tests only).
     static func loadLibrary(_ options: ProfileOptions) -> CurlLibrary? {
         guard options.push != nil else { return nil }
-        let path = ProcessInfo.processInfo.environment["SCALENE_ATTACH_LIBCURL"] ?? CurlLibrary.defaultPath
+        let path = Environment.value("SCALENE_ATTACH_LIBCURL") ?? CurlLibrary.defaultPath
         do { return try CurlLibrary.load(path: path) } catch { fail(Failure(error.description, .internalError)) }
     }
 
@@ -22,7 +22,7 @@ enum PushSetup {
     /// target's pid (a later run for the same process sends what is left).
     static func defaultSpool(pid: Int32) -> String {
         var info = stat()
-        if let runtime = ProcessInfo.processInfo.environment["XDG_RUNTIME_DIR"], !runtime.isEmpty,
+        if let runtime = Environment.value("XDG_RUNTIME_DIR"), !runtime.isEmpty,
            stat(runtime, &info) == 0, (info.st_mode & S_IFMT) == S_IFDIR, access(runtime, W_OK) == 0 {
             return runtime + "/scalene-attach-spool-\(pid)"
         }
@@ -70,7 +70,7 @@ enum PushSetup {
         do { server = try IngestTarget.validateServer(options.push ?? "") } catch { fail(Failure(error.description, .internalError)) }
         let ingest = IngestTarget(server: server, application: application, labels: labels, tenant: options.pushTenant,
                                   sampleRate: max(1, Int(options.rate.rounded())),
-                                  auth: PushAuth.fromEnvironment(ProcessInfo.processInfo.environment))
+                                  auth: PushAuth.fromEnvironment(Environment.values(PushAuth.variables)))
         let directory = options.pushSpool ?? defaultSpool(pid: pid)
         let spool: Spool
         do { spool = try Spool(directory: directory, maxBytes: options.pushSpoolMaxBytes) } catch {

@@ -39,7 +39,7 @@ struct OutputFileTests {
         let output = OutputFile(path: folder.file("profile.pb.gz"), keep: 3)
         var written = [String]()
         for index in 0..<7 {
-            written.append(try output.writeSnapshot(Data("snapshot \(index)".utf8)))
+            written.append(try output.writeSnapshot(Array("snapshot \(index)".utf8)))
         }
         let snapshots = output.snapshots()
         #expect(snapshots == Array(written.suffix(3)), "the three newest, in order")
@@ -50,7 +50,7 @@ struct OutputFileTests {
         }
         #expect(folder.entries.contains("profile.notes.pb.gz") && folder.entries.contains("other.20261201T153000.000Z.pb.gz"))
         #expect(!folder.entries.contains { $0.contains(".tmp-") }, "no temporary file left: \(folder.entries)")
-        try output.write(Data("final".utf8))
+        try output.write(Array("final".utf8))
         #expect(try String(contentsOfFile: folder.file("profile.pb.gz"), encoding: .utf8) == "final")
     }
 
@@ -58,7 +58,7 @@ struct OutputFileTests {
     func device() throws {
         let before = ((try? FileManager.default.contentsOfDirectory(atPath: "/dev")) ?? []).filter { $0.hasPrefix("null.") }
         let output = OutputFile(path: "/dev/null", keep: 2)
-        #expect(try output.writeSnapshot(Data("x".utf8)) == "/dev/null")
+        #expect(try output.writeSnapshot(Array("x".utf8)) == "/dev/null")
         let after = ((try? FileManager.default.contentsOfDirectory(atPath: "/dev")) ?? []).filter { $0.hasPrefix("null.") }
         #expect(after == before)
         var info = stat()
@@ -71,14 +71,14 @@ struct OutputFileTests {
         let logs = folder.file("logs")
         try FileManager.default.createDirectory(atPath: logs, withIntermediateDirectories: true)
         let output = OutputFile(path: logs + "/p.json")
-        try output.write(Data("1".utf8))
+        try output.write(Array("1".utf8))
         try FileManager.default.moveItem(atPath: logs, toPath: logs + ".1")
         try FileManager.default.createDirectory(atPath: logs, withIntermediateDirectories: true)
-        try output.write(Data("2".utf8))
+        try output.write(Array("2".utf8))
         #expect(try String(contentsOfFile: logs + ".1/p.json", encoding: .utf8) == "2", "still the folder it had open")
         #expect(!FileManager.default.fileExists(atPath: logs + "/p.json"))
         output.reopen()
-        try output.write(Data("3".utf8))
+        try output.write(Array("3".utf8))
         #expect(try String(contentsOfFile: logs + "/p.json", encoding: .utf8) == "3")
     }
 
@@ -88,12 +88,12 @@ struct OutputFileTests {
         let logs = folder.file("gone")
         try FileManager.default.createDirectory(atPath: logs, withIntermediateDirectories: true)
         let output = OutputFile(path: logs + "/p.json")
-        try output.write(Data("1".utf8))
+        try output.write(Array("1".utf8))
         try FileManager.default.removeItem(atPath: logs)
-        #expect(throws: WriteFailure.self) { try output.write(Data("2".utf8)) }
-        do { try output.write(Data("2".utf8)) } catch { #expect(error.kind == .folderMissing) }
+        #expect(throws: WriteFailure.self) { try output.write(Array("2".utf8)) }
+        do { try output.write(Array("2".utf8)) } catch { #expect(error.kind == .folderMissing) }
         try FileManager.default.createDirectory(atPath: logs, withIntermediateDirectories: true)
-        try output.write(Data("3".utf8))
+        try output.write(Array("3".utf8))
         #expect(try String(contentsOfFile: logs + "/p.json", encoding: .utf8) == "3")
     }
 }

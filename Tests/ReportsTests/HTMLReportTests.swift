@@ -100,7 +100,7 @@ struct HTMLReportTests {
         let model = HTMLReport(profile: saved).model()
         let rows = try #require((model["files"] as? [[String: Any]])?.first?["lines"] as? [[Any]])
         #expect(rows.first?[8] as? String == "if a < b and c > d & e:")
-        #expect(throws: SavedProfile.Invalid.self) { try SavedProfile.decode(Data("{\"files\": 3}".utf8)) }
-        #expect(throws: SavedProfile.Invalid.self) { try SavedProfile.decode(Data("not json".utf8)) }
+        #expect(throws: SavedProfile.Invalid.self) { try SavedProfile.decode(Array("{\"files\": 3}".utf8)) }
+        #expect(throws: SavedProfile.Invalid.self) { try SavedProfile.decode(Array("not json".utf8)) }
     }
 }

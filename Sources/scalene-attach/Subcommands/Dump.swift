@@ -1,6 +1,5 @@
 import ArgumentParser
 import CPythonLayouts
-import FoundationEssentials
 import NativeStacks
 import PythonInspector
 import TextFormatting
@@ -11,6 +10,7 @@ import Glibc
 struct DumpCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "dump",
+        _superCommandName: ScaleneAttach.commandName, // see ScaleneAttach.main
         abstract: "Print every thread's Python stack, now.",
         discussion: """
         Reads the target while it runs (no stop, no injection): for each thread its kernel id, Python \

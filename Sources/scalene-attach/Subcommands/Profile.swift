@@ -4,6 +4,7 @@ import PythonInspector
 struct ProfileCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "profile",
+        _superCommandName: ScaleneAttach.commandName, // see ScaleneAttach.main
         abstract: "Profile a running CPython process (the default command).",
         discussion: """
         Samples the process (default 100 times a second) without stopping it, until Ctrl-C, \

@@ -1,7 +1,7 @@
 import ArgumentParser
 import CScaleneSys
-import FoundationEssentials
 import PythonInspector
+import TextFormatting
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -9,6 +9,7 @@ import Glibc
 struct RunCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "run",
+        _superCommandName: ScaleneAttach.commandName, // see ScaleneAttach.main
         abstract: "Launch a Python program and profile it until it exits.",
         discussion: """
         Starts the command, attaches as soon as its interpreter is up, and reports when it exits \
@@ -79,10 +80,10 @@ struct RunCommand: ParsableCommand {
 
     /// The executable for a command name: a path as given, else the first match on $PATH.
     static func resolve(_ name: String) -> String {
-        if name.contains("/") { return name }
-        for directory in (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin").split(separator: ":") {
+        if name.utf8.contains(UInt8(ascii: "/")) { return name }
+        for directory in (Environment.value("PATH") ?? "/usr/bin:/bin").split(separator: ":") {
             let candidate = "\(directory)/\(name)"
-            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+            if FileSystem.isExecutable(candidate) { return candidate }
         }
         return name
     }

@@ -1,6 +1,5 @@
 import ArgumentParser
 import CScaleneSys
-import FoundationEssentials
 import Injector
 import LiveView
 import Profiler
@@ -14,6 +13,7 @@ import Glibc
 struct TopCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "top",
+        _superCommandName: ScaleneAttach.commandName, // see ScaleneAttach.main
         abstract: "Watch a running CPython process live: its hottest lines or functions, refreshed every second.",
         discussion: """
         Samples the process like `profile` (never stopping it; memory and copies through the \

@@ -1,7 +1,7 @@
 import ArgumentParser
 import Export
-import FoundationEssentials
 import Reports
+import TextFormatting
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -9,6 +9,7 @@ import Glibc
 struct ViewCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "view",
+        _superCommandName: ScaleneAttach.commandName, // see ScaleneAttach.main
         abstract: "Turn a saved profile (our Scalene JSON) into a self-contained HTML report.",
         discussion: """
         Reads a profile written with --json (or --format json) and writes one HTML file with \
@@ -29,9 +30,9 @@ struct ViewCommand: ParsableCommand {
     var html: String
 
     func run() throws {
-        let data: Data
-        do { data = try Data(contentsOf: URL(fileURLWithPath: profile)) } catch {
-            fail(Failure("cannot read \(profile): \(String(cString: strerror(errno)))", .badProfile))
+        let data: [UInt8]
+        do { data = try FileSystem.readFile(profile) } catch {
+            fail(Failure("cannot read \(profile): \(error.reason)", .badProfile))
         }
         let saved: SavedProfile
         do { saved = try SavedProfile.decode(data) } catch {
