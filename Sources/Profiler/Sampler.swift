@@ -302,14 +302,16 @@ public final class Sampler {
         // Threads that went off the CPU start resting: without a read when the GIL says they
         // cannot have run (the last holder of the GIL may have taken it again without the count
         // moving, as a lone thread waking from a sleep does: it is always read).
-        for track in Array(activeTracks.values) where !track.last.running {
+        var stopped = [ThreadTrack]()
+        for track in activeTracks.values where !track.last.running {
             if !checkAll && !track.lastHeldGIL && track.threadState != lastGIL?.lastHolder {
-                startResting(track)
+                stopped.append(track)
             } else if let runTime = track.clock.runTime(), runTime == track.lastCPU {
                 track.lastClockTick = statistics.ticks
-                startResting(track)
+                stopped.append(track)
             }
         }
+        for track in stopped { startResting(track) }
         // Resting threads whose run time is read now: all of them when something says one may have
         // run, else the few whose turn it is.
         if checkAll {

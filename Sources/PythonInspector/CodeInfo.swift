@@ -1,32 +1,48 @@
 import CPythonLayouts
 import RemoteProcess
 
-/// What the reader needs from one code object, read once and cached by address.
-public struct CodeInfo: Sendable {
-    public var address: UInt64
-    public var filename: String
+/// What the reader needs from one code object, read once and cached by address. A class: every
+/// frame of every sample refers to one, and a reference is cheaper to pass around than its strings
+/// and arrays.
+public final class CodeInfo: Sendable {
+    public let address: UInt64
+    public let filename: String
     /// `co_name`.
-    public var name: String
+    public let name: String
     /// `co_qualname` where the version has it (3.11+), else `co_name`.
-    public var qualname: String
-    public var firstLine: Int
-    public var lineTable: LineTable
+    public let qualname: String
+    public let firstLine: Int
+    public let lineTable: LineTable
     /// The bytecode as it was when first read (3.11+: the adaptive, specialised code). Specialisation
     /// only swaps opcodes within one family, so instruction boundaries and classes stay valid.
-    public var bytecode: [UInt8]
+    public let bytecode: [UInt8]
     /// Address of the first code unit in the target (3.11+, where frames hold instruction pointers).
-    public var bytecodeAddress: UInt64
-    /// For each code unit, the unit where its instruction starts (-1 if none); filled in by the
-    /// stack reader, which knows the opcode table.
-    public var instructionStarts: [Int32] = []
+    public let bytecodeAddress: UInt64
+    /// For each code unit, the unit where its instruction starts (-1 if none); empty without an
+    /// opcode table.
+    public let instructionStarts: [Int32]
     /// Pointers and values that identify this code object, compared when the cache entry is
     /// re-validated (an address can be reused by a new code object after the old one is freed).
-    public var fingerprint: Fingerprint
+    public let fingerprint: Fingerprint
 
     public struct Fingerprint: Sendable, Hashable {
         public var filename: UInt64
         public var name: UInt64
         public var firstLine: Int32
+    }
+
+    public init(address: UInt64, filename: String, name: String, qualname: String, firstLine: Int, lineTable: LineTable,
+                bytecode: [UInt8], bytecodeAddress: UInt64, instructionStarts: [Int32] = [], fingerprint: Fingerprint) {
+        self.address = address
+        self.filename = filename
+        self.name = name
+        self.qualname = qualname
+        self.firstLine = firstLine
+        self.lineTable = lineTable
+        self.bytecode = bytecode
+        self.bytecodeAddress = bytecodeAddress
+        self.instructionStarts = instructionStarts
+        self.fingerprint = fingerprint
     }
 
     public var codeUnitCount: Int { bytecode.count / 2 }
@@ -66,8 +82,9 @@ public struct CodeReader<Memory: ProcessMemory>: Sendable {
         return fingerprint(of: header) == info.fingerprint
     }
 
-    /// Reads everything about the code object at `address`, or nil if it is not a readable code object.
-    public func read(at address: UInt64) -> CodeInfo? {
+    /// Reads everything about the code object at `address`, or nil if it is not a readable code
+    /// object; with `opcodes`, where each instruction starts.
+    public func read(at address: UInt64, opcodes: OpcodeTable? = nil) -> CodeInfo? {
         guard let header = header(at: address), let fingerprint = fingerprint(of: header),
               let filename = objects.string(at: fingerprint.filename), let name = objects.string(at: fingerprint.name),
               let lineTableObject = header.pointer(at: code.lineTable) else { return nil }
@@ -92,6 +109,7 @@ public struct CodeReader<Memory: ProcessMemory>: Sendable {
         }
         return CodeInfo(address: address, filename: filename, name: name, qualname: qualname, firstLine: firstLine,
                         lineTable: LineTable.decode(lineBytes, format: code.lineTableFormat, firstLine: firstLine),
-                        bytecode: bytecode, bytecodeAddress: bytecodeAddress, fingerprint: fingerprint)
+                        bytecode: bytecode, bytecodeAddress: bytecodeAddress,
+                        instructionStarts: opcodes?.instructionStarts(in: bytecode) ?? [], fingerprint: fingerprint)
     }
 }

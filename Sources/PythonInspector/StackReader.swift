@@ -382,8 +382,7 @@ public final class StackReader<Memory: ProcessMemory> {
     /// The cached or freshly read code object at `address`.
     public func codeInfo(at address: UInt64) -> CodeInfo? {
         if let cached = cache[address] { return cached }
-        guard var info = codeReader.read(at: address) else { return nil }
-        if let opcodes { info.instructionStarts = opcodes.instructionStarts(in: info.bytecode) }
+        guard let info = codeReader.read(at: address, opcodes: opcodes) else { return nil }
         if cache.count >= cacheLimit { cache.removeAll(keepingCapacity: true) }
         cache[address] = info
         return info
