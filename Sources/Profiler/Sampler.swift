@@ -301,7 +301,7 @@ public final class Sampler {
         }
         // Threads that went off the CPU start resting: without a read when the GIL says they
         // cannot have run (the last holder of the GIL may have taken it again without the count
-        // moving, as a lone thread waking from a sleep does: it is always read).
+        // moving: its run time is read, now and at every tick while it rests).
         var stopped = [ThreadTrack]()
         for track in activeTracks.values where !track.last.running {
             if !checkAll && !track.lastHeldGIL && track.threadState != lastGIL?.lastHolder {
@@ -313,11 +313,16 @@ public final class Sampler {
         }
         for track in stopped { startResting(track) }
         // Resting threads whose run time is read now: all of them when something says one may have
-        // run, else the few whose turn it is.
+        // run, else the few whose turn it is, and the last holder of the GIL, which can take it
+        // again without the hand-off count moving (a lone thread waking from a sleep does).
         if checkAll {
             wakeMoved(Array(restingTracks.values))
         } else if !restingTracks.isEmpty {
-            wakeMoved(recheckBuckets[statistics.ticks % recheckBuckets.count].filter { $0.isResting })
+            var due = recheckBuckets[statistics.ticks % recheckBuckets.count].filter { $0.isResting }
+            if let holder = lastGIL?.lastHolder, let track = restingTracks[holder], !due.contains(where: { $0 === track }) {
+                due.append(track)
+            }
+            wakeMoved(due)
         }
         // With at most one thread not resting, the process's clocks are that thread's: read its
         // kernel time with its run time (two more clock reads instead of two /proc files).
