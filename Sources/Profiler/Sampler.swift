@@ -459,6 +459,8 @@ public final class Sampler {
     private func wakeMoved(_ tracks: [ThreadTrack]) -> [ThreadTrack] {
         var moved = [ThreadTrack]()
         for track in tracks {
+            // Read already at this tick (it has just started resting).
+            if track.lastClockTick == statistics.ticks { continue }
             if let runTime = track.clock.runTime(), runTime == track.lastCPU {
                 track.lastClockTick = statistics.ticks
                 continue

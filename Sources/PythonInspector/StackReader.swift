@@ -128,43 +128,6 @@ public final class StackReader<Memory: ProcessMemory> {
         return try? memory.pointer(at: pointer.field(current))
     }
 
-    /// Where to start walking each thread, with the memory around its innermost frame read for all
-    /// threads in as few reads as possible: one for the `_PyCFrame` hop of 3.11–3.12, one for the
-    /// windows (each thread's current data-stack chunk up to its innermost frame, or the frame's
-    /// page). Nil entries: the thread has no frame or it could not be found.
-    public func walkStarts(threadStates: [RemoteBytes]) -> [WalkStart?] {
-        var frames: [UInt64?] = threadStates.map { $0.pointer(at: layout.thread.frame) }
-        if let current = layout.thread.cframeCurrentFrame {
-            let hops = frames.compactMap { $0 }.filter { $0 != 0 }.map { (address: $0.field(current), count: 8) }
-            if let read = memory.remoteBytes(batch: hops) {
-                var results = read.makeIterator()
-                frames = frames.map { cframe in
-                    guard let cframe, cframe != 0 else { return cframe }
-                    return results.next()?.pointer(at: 0)
-                }
-            } else {
-                frames = threadStates.map { innermostFrame(threadState: $0) }
-            }
-        }
-        let requests = zip(frames, threadStates).map { frame, state -> (range: (address: UInt64, count: Int), isChunk: Bool)? in
-            guard let frame, frame != 0 else { return nil }
-            return startRange(frame: frame, threadState: state)
-        }
-        let ranges = requests.compactMap { $0?.range }
-        // One read for every window; if one of them fails, each is read on its own.
-        let copies: [RemoteBytes?] = memory.remoteBytes(batch: ranges).map { $0.map(Optional.some) }
-            ?? ranges.map { try? memory.remoteBytes(at: $0.address, count: $0.count) }
-        var next = copies.makeIterator()
-        return zip(zip(frames, requests), threadStates).map { pair, state in
-            let (frame, request) = pair
-            guard let frame, frame != 0 else { return nil }
-            guard let request else { return WalkStart(frame: frame, window: nil, baseFrame: baseFrame(threadState: state)) }
-            let copy = next.next().flatMap { $0 }
-            return WalkStart(frame: frame, window: copy.map { FrameWindow(bytes: $0, isChunk: request.isChunk) },
-                             baseFrame: baseFrame(threadState: state))
-        }
-    }
-
     /// The start of a walk for one thread state (a second try after a torn walk); nil when the
     /// thread has no frame.
     public func walkStart(threadState: RemoteBytes) -> WalkStart? {

@@ -52,7 +52,7 @@ struct HostileMemoryTests {
         var state = [UInt8](repeating: 0, count: max(t.frame, field) + 8)
         write(stack.frames[0], into: &state, at: t.frame)
         write(chunk, into: &state, at: field)
-        let start = try #require(reader.walkStarts(threadStates: [RemoteBytes(address: 0x1000, storage: state)]).first ?? nil)
+        let start = try #require(reader.walkStart(threadState: RemoteBytes(address: 0x1000, storage: state)))
         #expect(start.frame == stack.frames[0])
         #expect(start.window?.isChunk != true)
         #expect(reader.walk(from: start).frames.count == 3)
@@ -76,7 +76,7 @@ struct HostileMemoryTests {
         let reader = StackReader(memory: memory, layout: stack.layout, opcodes: nil, codeType: FakeHeap.codeType)
         write(frameField, into: &state, at: t.frame)
         write(stack.heap.base, into: &state, at: field)
-        let start = try #require(reader.walkStarts(threadStates: [RemoteBytes(address: 0x1000, storage: state)]).first ?? nil)
+        let start = try #require(reader.walkStart(threadState: RemoteBytes(address: 0x1000, storage: state)))
         #expect(start.window?.isChunk == true)
         let before = memory.reads
         let walk = reader.walk(from: start)
