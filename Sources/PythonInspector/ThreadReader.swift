@@ -104,33 +104,6 @@ public struct ThreadReader<Memory: ProcessMemory>: Sendable {
         guard main == 0 || states.contains(main) else { throw .unmapped(address: main, length: 0) }
     }
 
-    /// The thread states, in one batched read when the list still holds exactly the `expected`
-    /// states (the usual case from one sample to the next): the list head and every expected state
-    /// are read together and the chain of `next` pointers is checked. Otherwise the list is walked.
-    public func threads(of interpreter: UInt64, expected: [UInt64]) throws(MemoryReadError) -> [ThreadRecord] {
-        guard !expected.isEmpty else { return try threads(of: interpreter) }
-        let head = (address: interpreter &+ UInt64(layout.interpreter.threadsHead), count: 8)
-        // 3.14+: `threads.main` read in the same batch (the list must contain it).
-        let main = layout.interpreter.threadsMain.map { [(address: interpreter &+ UInt64($0), count: 8)] } ?? []
-        guard let copies = memory.remoteBytes(batch: [head] + main + expected.map { ($0, threadReadSize) }),
-              copies[0].pointer(at: 0) == expected[0] else { return try threads(of: interpreter) }
-        if !main.isEmpty {
-            guard let mainState = copies[1].pointer(at: 0), mainState == 0 || expected.contains(mainState) else {
-                return try threads(of: interpreter)
-            }
-        }
-        var result = [ThreadRecord]()
-        result.reserveCapacity(expected.count)
-        for (index, bytes) in copies.dropFirst(1 + main.count).enumerated() {
-            let next = index + 1 < expected.count ? expected[index + 1] : 0
-            guard bytes.pointer(at: layout.thread.next) == next, bytes.pointer(at: layout.thread.interp) == interpreter else {
-                return try threads(of: interpreter)
-            }
-            result.append(record(at: expected[index], bytes: bytes))
-        }
-        return result
-    }
-
     func record(at address: UInt64, bytes: RemoteBytes) -> ThreadRecord {
         let native = layout.thread.nativeThreadID.flatMap { bytes.int32(at: $0) }
         return ThreadRecord(address: address, pthreadID: bytes.pointer(at: layout.thread.threadID) ?? 0,
@@ -168,18 +141,10 @@ public struct ThreadReader<Memory: ProcessMemory>: Sendable {
     /// The GIL as `gilFields` read it.
     public func gilReading(_ bytes: RemoteBytes) -> GILReading? {
         guard let offsets = gilOffsets, let switches = offsets.switchNumber, let holder = offsets.lastHolder,
-              let count = bytes.integer(UInt64.self, at: switches - holder),
-              let last = bytes.integer(UInt64.self, at: 0),
+              let count = bytes.pointer(at: switches - holder),
+              let last = bytes.pointer(at: 0),
               let locked = bytes.int32(at: offsets.locked - holder) else { return nil }
         return GILReading(switches: count, lastHolder: last, locked: locked != 0)
-    }
-
-    /// The GIL's hand-off count and last holder, read now (see `GILReading`).
-    public func gilHandOffs(gil: UInt64) -> GILReading? {
-        guard let range = gilFields(gil: gil), let bytes = try? memory.remoteBytes(at: range.address, count: range.count) else {
-            return nil
-        }
-        return gilReading(bytes)
     }
 
     /// The thread state holding the GIL, or nil when no thread holds it (or it cannot be told).

@@ -18,14 +18,6 @@ public protocol ProcessMemory: Sendable {
     /// `.unmapped`.
     func read(into buffer: UnsafeMutableRawBufferPointer, at address: UInt64) throws(MemoryReadError)
 
-    /// Copies several ranges, in as few system calls as the memory allows; nil if any range could
-    /// not be read (the caller then reads them one by one).
-    func remoteBytes(batch: [(address: UInt64, count: Int)]) -> [RemoteBytes]?
-
-    /// Copies several ranges, in as few system calls as the memory allows; each entry is nil where
-    /// its range could not be read, and the others are read all the same.
-    func remoteBytes(eachOf ranges: [(address: UInt64, count: Int)]) -> [RemoteBytes?]
-
     /// Reads the ranges of `batch` into it, in as few system calls as the memory allows; a range
     /// that cannot be read is marked so, and the others are read all the same.
     func read(_ batch: inout ReadBatch)
@@ -142,22 +134,18 @@ public struct RemoteBytes: Sendable {
 }
 
 extension ProcessMemory {
-    public func remoteBytes(batch: [(address: UInt64, count: Int)]) -> [RemoteBytes]? {
-        var result = [RemoteBytes]()
-        result.reserveCapacity(batch.count)
-        for request in batch {
-            guard let bytes = try? remoteBytes(at: request.address, count: request.count) else { return nil }
-            result.append(bytes)
-        }
-        return result
-    }
-
+    /// Several ranges read together (see `read(_:)`), each with its own result: nil where its
+    /// range could not be read.
     public func remoteBytes(eachOf ranges: [(address: UInt64, count: Int)]) -> [RemoteBytes?] {
-        ranges.map { try? remoteBytes(at: $0.address, count: $0.count) }
+        var batch = ReadBatch()
+        for range in ranges { batch.append(range.address, count: range.count) }
+        read(&batch)
+        return ranges.indices.map { batch.bytes($0) }
     }
 
+    /// One range at a time (memories that cannot read several in one call).
     public func read(_ batch: inout ReadBatch) {
-        batch.fill { index, address, buffer in
+        batch.fill { _, address, buffer in
             do throws(MemoryReadError) { try read(into: buffer, at: address) } catch { return false }
             return true
         }

@@ -46,25 +46,6 @@ public struct RemoteMemory: ProcessMemory {
         }
     }
 
-    /// Several ranges, each with its own result (see `read(_:)`).
-    public func remoteBytes(eachOf ranges: [(address: UInt64, count: Int)]) -> [RemoteBytes?] {
-        var batch = ReadBatch()
-        for range in ranges { batch.append(range.address, count: range.count) }
-        read(&batch)
-        return ranges.indices.map { batch.bytes($0) }
-    }
-
-    /// Several ranges; nil if any of them could not be read.
-    public func remoteBytes(batch: [(address: UInt64, count: Int)]) -> [RemoteBytes]? {
-        var result = [RemoteBytes]()
-        result.reserveCapacity(batch.count)
-        for bytes in remoteBytes(eachOf: batch) {
-            guard let bytes else { return nil }
-            result.append(bytes)
-        }
-        return result
-    }
-
     /// Writes bytes into the target (used only by the injector, with the target stopped).
     public func write(_ bytes: [UInt8], at address: UInt64) throws(MemoryReadError) {
         guard !bytes.isEmpty else { return }

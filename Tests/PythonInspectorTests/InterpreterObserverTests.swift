@@ -163,12 +163,6 @@ final class ChangingMemory: ProcessMemory, @unchecked Sendable {
         try memory.read(into: buffer, at: address)
     }
 
-    func remoteBytes(eachOf ranges: [(address: UInt64, count: Int)]) -> [RemoteBytes?] {
-        batches += 1
-        addresses += ranges.map(\.address)
-        return ranges.map { try? memory.remoteBytes(at: $0.address, count: $0.count) }
-    }
-
     func read(_ batch: inout ReadBatch) {
         batches += 1
         batch.fill { _, address, buffer in
