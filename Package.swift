@@ -40,7 +40,7 @@ let package = Package(
         // and start-up time with it. No shipped module imports Foundation or FoundationEssentials.
         .target(name: "Threads", dependencies: ["CScaleneSys"], swiftSettings: optimized),
         .target(name: "TextFormatting", swiftSettings: optimized),
-        .target(name: "RemoteProcess", dependencies: ["CScaleneSys"], swiftSettings: optimized),
+        .target(name: "RemoteProcess", dependencies: ["CScaleneSys", "TextFormatting"], swiftSettings: optimized),
         // libelf and its zlib are linked statically (Debian's libelf-dev and zlib1g-dev ship the
         // archives): the tool needs nothing beyond glibc at run time.
         .target(name: "ELFSymbols", dependencies: ["CLibElf", "RemoteProcess"],

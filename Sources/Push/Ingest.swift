@@ -193,17 +193,8 @@ public struct IngestTarget: Sendable {
     public static func boundary(for profile: [UInt8]) -> String {
         while true {
             let candidate = "scalene-attach-" + (0..<24).map { _ in String("0123456789abcdef".randomElement()!) }.joined()
-            if !Self.occurs(Array(candidate.utf8), in: profile) { return candidate }
+            if !profile.contains(sequence: Array(candidate.utf8)) { return candidate }
         }
-    }
-
-    /// Whether `pattern` (not empty) occurs in `bytes`.
-    static func occurs(_ pattern: [UInt8], in bytes: [UInt8]) -> Bool {
-        guard let first = pattern.first, bytes.count >= pattern.count else { return false }
-        for start in 0...(bytes.count - pattern.count) where bytes[start] == first {
-            if bytes[start..<(start + pattern.count)].elementsEqual(pattern) { return true }
-        }
-        return false
     }
 
     /// The characters RFC 3986 allows in a URI: unreserved, reserved and `%`.

@@ -1,3 +1,4 @@
+import TextFormatting
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -9,26 +10,12 @@ public enum ProcFileError: Error, Equatable, Sendable {
     case failed(path: String, errno: Int32)
 }
 
-/// Reads small files (mostly under /proc) with plain system calls: /proc files report size 0, so
-/// they are read until end of file, and the sampler must not pay for Foundation on its hot path.
+/// Reads small files (mostly under /proc), through `FileSystem` (read until end of file: /proc
+/// files report size 0), with the errors a reader of a process tells apart.
 public enum ProcFiles {
-    /// The whole file as bytes.
+    /// The whole file as bytes; a file longer than `limit` bytes is an error (EFBIG).
     public static func read(_ path: String, limit: Int = 16 << 20) throws(ProcFileError) -> [UInt8] {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        if fd < 0 { throw error(errno, path) }
-        defer { close(fd) }
-        var result = [UInt8]()
-        var chunk = [UInt8](repeating: 0, count: 65536)
-        while result.count < limit {
-            let n = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw error(errno, path)
-            }
-            if n == 0 { break }
-            result.append(contentsOf: chunk[0..<n])
-        }
-        return result
+        do { return try FileSystem.readFile(path, limit: limit) } catch { throw self.error(error.errno, path) }
     }
 
     /// The whole file as UTF-8 text (invalid bytes repaired).
@@ -46,16 +33,7 @@ public enum ProcFiles {
 
     /// Names in a directory (without "." and "..").
     public static func directoryEntries(_ path: String) throws(ProcFileError) -> [String] {
-        guard let dir = opendir(path) else { throw error(errno, path) }
-        defer { closedir(dir) }
-        var names = [String]()
-        while let entry = readdir(dir) {
-            let name = withUnsafePointer(to: entry.pointee.d_name) { pointer in
-                pointer.withMemoryRebound(to: CChar.self, capacity: 256) { String(cString: $0) }
-            }
-            if name != "." && name != ".." { names.append(name) }
-        }
-        return names
+        do { return try FileSystem.entries(of: path) } catch { throw self.error(error.errno, path) }
     }
 
     static func error(_ code: Int32, _ path: String) -> ProcFileError {

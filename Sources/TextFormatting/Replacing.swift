@@ -24,11 +24,17 @@ extension String {
     /// Whether `part` occurs in the string, compared as UTF-8 bytes (the standard library's
     /// `contains(_: some StringProtocol)` is _StringProcessing's).
     public func containsBytes(of part: String) -> Bool {
-        let source = Array(utf8), pattern = Array(part.utf8)
-        guard !pattern.isEmpty else { return true }
-        guard source.count >= pattern.count else { return false }
-        for start in 0...(source.count - pattern.count) where source[start] == pattern[0] {
-            if source[start..<(start + pattern.count)].elementsEqual(pattern) { return true }
+        Array(utf8).contains(sequence: Array(part.utf8))
+    }
+}
+
+extension Array where Element == UInt8 {
+    /// Whether `pattern` occurs in these bytes (an empty pattern does).
+    public func contains(sequence pattern: [UInt8]) -> Bool {
+        guard let first = pattern.first else { return true }
+        guard count >= pattern.count else { return false }
+        for start in 0...(count - pattern.count) where self[start] == first {
+            if self[start..<(start + pattern.count)].elementsEqual(pattern) { return true }
         }
         return false
     }
