@@ -48,11 +48,14 @@ extension ScaleneAttach {
         main(nil)
     }
 
-    /// The subcommands named on the command line that can be parsed without the root.
-    static let directSubcommands: [String: ParsableCommand.Type] = [
-        "profile": ProfileCommand.self, "dump": DumpCommand.self, "run": RunCommand.self,
-        "top": TopCommand.self, "view": ViewCommand.self,
-    ]
+    /// The subcommands, by the name the command line gives them, that can be parsed without the root.
+    static var directSubcommands: [String: ParsableCommand.Type] {
+        var byName = [String: ParsableCommand.Type]()
+        for subcommand in configuration.subcommands {
+            if let name = subcommand.configuration.commandName { byName[name] = subcommand }
+        }
+        return byName
+    }
 
     /// Whether an argument may be one of ArgumentParser's built-in flags, which only the root
     /// parser handles as it always has: help (`help`, `--help`, `-h`, also inside a pack of short
