@@ -48,8 +48,6 @@ public final class Sampler {
     /// The tracks read every tick (not resting), by tid, and the resting ones, by thread state.
     private var activeTracks: [Int32: ThreadTrack] = [:]
     private var restingTracks: [UInt64: ThreadTrack] = [:]
-    /// The keys of `restingTracks`, kept as a set for the observer.
-    private var restingStates = Set<UInt64>()
     /// Every track in one of `idleRecheckTicks` buckets (by tid): the resting ones of one bucket
     /// have their run time read at each tick.
     private var recheckBuckets = [[ThreadTrack]](repeating: [], count: Sampler.idleRecheckTicks)
@@ -69,8 +67,6 @@ public final class Sampler {
     /// Native stack samples (`--native`): where the CPU was, and the native frames under each line.
     private let native: NativeStackSource?
     var nativeSummary: NativeSummary?
-    /// The GIL's memory: a thread blocked in a futex there waits for the GIL (found once).
-    private var gilState: Range<UInt64>??
     /// The GIL at the last tick.
     private var lastGIL: GILReading?
     /// The GIL changed hands at the last tick: run times are read before the stacks.
@@ -145,9 +141,6 @@ public final class Sampler {
         var lastHeldGIL = false
         /// Its thread state's address at its last sample.
         var threadState: UInt64 = 0
-        /// Wall time off the CPU at `last` not yet charged, and the samples that saw it.
-        var idleNanoseconds: UInt64 = 0
-        var idleSamples = 0
         /// It rests: it has not run since its last sample, and is not read (see `tick`).
         var isResting = false
         /// The first tick of its rest not yet charged, -1 if none.
@@ -286,7 +279,6 @@ public final class Sampler {
         statistics.ticks += 1
         let previousTick = lastTick
         lastTick = now
-        if gilState == nil { gilState = .some(observer.gilState()) }
         let processCPU = processClock?.read()
         let clocked = processCPU != nil && lastProcessCPU != nil
         // Every resting thread's run time is read when the GIL cannot tell (the version does not
@@ -327,16 +319,18 @@ public final class Sampler {
         // With at most one thread not resting, the process's clocks are that thread's: read its
         // kernel time with its run time (two more clock reads instead of two /proc files).
         let processKernel = processCPU != nil && activeTracks.count <= 1 ? processClock?.kernel() : nil
-        let wholeList = now &- lastWholeList >= Self.wholeListInterval || restingStates.isEmpty
+        let wholeList = now &- lastWholeList >= Self.wholeListInterval || restingTracks.isEmpty
         var read: InterpreterRead
         do {
-            read = try observer.read(threadIDs: threadIDs, resting: restingStates, wholeList: wholeList,
-                                     active: activeTracks.values.map(\.threadState))
+            // The resting states matter only to a read of the whole list: otherwise only the active
+            // ones are read.
+            read = try observer.read(threadIDs: threadIDs, resting: wholeList ? Set(restingTracks.keys) : [],
+                                     wholeList: wholeList, active: activeTracks.values.map(\.threadState))
             // The GIL changed hands since the last tick: a thread taken for resting may have run.
             if let gil = read.gil, gil.switches != lastGIL?.switches, !restingTracks.isEmpty, !checkAll {
                 let moved = wakeMoved(Array(restingTracks.values))
                 if !moved.isEmpty {
-                    let more = try observer.read(threadIDs: threadIDs, resting: restingStates, wholeList: false,
+                    let more = try observer.read(threadIDs: threadIDs, wholeList: false,
                                                  active: moved.map(\.threadState))
                     let seen = Set(read.threads.map(\.threadState))
                     read.threads += more.threads.filter { !seen.contains($0.threadState) }
@@ -418,7 +412,7 @@ public final class Sampler {
                                         tick: statistics.ticks, pthreadID: observation.pthreadID)
                 track.lastFrames = observation.frames
                 track.threadState = observation.threadState
-                addTrack(track, tid: tid)
+                addTrack(track)
             }
         }
         // Threads gone from the interpreter's list have ended; so have threads not read for a few
@@ -450,7 +444,6 @@ public final class Sampler {
         track.restStart = statistics.ticks
         activeTracks[track.tid] = nil
         restingTracks[track.threadState] = track
-        restingStates.insert(track.threadState)
     }
 
     /// Reads the run time of each of `tracks` (resting): those that have used CPU since their last
@@ -467,17 +460,16 @@ public final class Sampler {
             }
             track.isResting = false
             restingTracks[track.threadState] = nil
-            restingStates.remove(track.threadState)
             activeTracks[track.tid] = track
             moved.append(track)
         }
         return moved
     }
 
-    private func addTrack(_ track: ThreadTrack, tid: Int32) {
-        tracks[tid] = track
-        activeTracks[tid] = track
-        recheckBuckets[Int(UInt32(bitPattern: tid)) % recheckBuckets.count].append(track)
+    private func addTrack(_ track: ThreadTrack) {
+        tracks[track.tid] = track
+        activeTracks[track.tid] = track
+        recheckBuckets[Int(UInt32(bitPattern: track.tid)) % recheckBuckets.count].append(track)
     }
 
     /// Retires a thread's track: it has ended, or its id now belongs to another thread.
@@ -486,10 +478,7 @@ public final class Sampler {
         retire(track)
         tracks[tid] = nil
         activeTracks[tid] = nil
-        if track.isResting {
-            restingTracks[track.threadState] = nil
-            restingStates.remove(track.threadState)
-        }
+        if track.isResting { restingTracks[track.threadState] = nil }
         let bucket = Int(UInt32(bitPattern: tid)) % recheckBuckets.count
         recheckBuckets[bucket].removeAll { $0 === track }
     }
@@ -514,16 +503,17 @@ public final class Sampler {
     }
 
     /// Charges a resting thread's time off the CPU, up to `until` (the time of tick `lastTick`),
-    /// where it sat; the ticks it rested are its samples.
+    /// in one piece where it sat; the ticks it rested are its samples.
     private func rest(_ track: ThreadTrack, until: UInt64, through lastTick: Int) {
         let samples = max(0, lastTick - track.restStart + 1)
         track.restStart = track.isResting ? lastTick + 1 : -1
         guard until > track.lastTime else { return }
-        let wall = until - track.lastTime
-        track.idleNanoseconds &+= wall
-        track.idleSamples += samples
+        let wall = Double(until - track.lastTime) / 1e9
+        let shares = Attribution.split(earlier: track.last, later: track.last, wall: wall, cpu: 0, kernel: 0, native: nil)
+        record(shares, track: track, nativeSplit: nil, stack: track.lastStack,
+               sinceStart: Double(until &- startMonotonic) / 1e9, wall: wall, samples: samples)
         track.profile.samples += samples
-        track.profile.wallSeconds += Double(wall) / 1e9
+        track.profile.wallSeconds += wall
         track.lastTime = until
     }
 
@@ -579,7 +569,7 @@ public final class Sampler {
     /// condition variable. (A runnable thread without the GIL may be about to take it, or running
     /// native code that released it, numpy under BINARY_OP for one: it is not counted.)
     func waitsForGIL(_ clock: ThreadClock, running: Bool) -> Bool {
-        guard !running, let range = gilState ?? nil, let futex = clock.blockedFutex() else { return false }
+        guard !running, let range = observer.gilState(), let futex = clock.blockedFutex() else { return false }
         return range.contains(futex)
     }
 
@@ -590,20 +580,8 @@ public final class Sampler {
         return running && !observation.holdsGIL
     }
 
-    /// Charges a thread's accumulated idle wall time (no CPU) to where it sat.
-    private func flushIdle(_ track: ThreadTrack, sinceStart: Double) {
-        guard track.idleNanoseconds > 0 else { return }
-        let wall = Double(track.idleNanoseconds) / 1e9
-        let shares = Attribution.split(earlier: track.last, later: track.last, wall: wall, cpu: 0, kernel: 0, native: nil)
-        record(shares, track: track, nativeSplit: nil, stack: track.lastStack, sinceStart: sinceStart, wall: wall,
-               samples: track.idleSamples)
-        track.idleNanoseconds = 0
-        track.idleSamples = 0
-    }
-
     private func attribute(_ track: ThreadTrack, reading: ThreadClock.Reading, endpoint: Endpoint, stack: Int?,
                            now: UInt64, sinceStart: Double, observation: ThreadObservation, nativeStacks: [NativeStack]) {
-        flushIdle(track, sinceStart: sinceStart - Double(now &- track.lastTime) / 1e9)
         let wall = Double(now &- track.lastTime) / 1e9
         let cpuNanoseconds = reading.cpuNanoseconds >= track.lastCPU ? reading.cpuNanoseconds - track.lastCPU : 0
         seenCPU &+= cpuNanoseconds
@@ -681,7 +659,6 @@ public final class Sampler {
     /// The thread's accumulated data with location indices turned into source lines.
     private func fold(_ track: ThreadTrack) -> ThreadProfile {
         if track.restStart >= 0 { rest(track, until: lastTick, through: statistics.ticks) }
-        flushIdle(track, sinceStart: Double(lastTick &- startMonotonic) / 1e9)
         var profile = track.profile
         for (location, time) in track.lineTime {
             var line = time
@@ -764,7 +741,7 @@ public final class Sampler {
             profile.native = summary
             profile.classification = .instructionPointer(native.method)
         }
-        profile.gilWaitMeasured = (gilState ?? nil) != nil
+        profile.gilWaitMeasured = observer.gilState() != nil
         return profile
     }
 

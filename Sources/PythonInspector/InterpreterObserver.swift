@@ -55,8 +55,8 @@ public final class InterpreterObserver<Memory: ProcessMemory> {
     private var tidResolver = PthreadTIDResolver()
     private var tidsByPthread: [UInt64: Int32] = [:]
     private var interpreter: UInt64?
-    /// Where the GIL is (read once: it never moves), nil until found or where it cannot be.
-    private var gil: UInt64??
+    /// Where the GIL is (found once: it never moves); .some(nil) where it cannot be found.
+    private var gil: Range<UInt64>??
     /// The thread states found last time, newest first: usually still the list.
     private var lastThreadStates: [UInt64] = []
     /// What the last read learnt of each thread state.
@@ -108,9 +108,10 @@ public final class InterpreterObserver<Memory: ProcessMemory> {
 
     /// The memory of the interpreter's GIL (`struct _gil_runtime_state`), found once.
     public func gilState() -> Range<UInt64>? {
+        if let gil { return gil }
         guard let interp = try? mainInterpreter() else { return nil }
         let range = threads.gilState(interpreter: interp)
-        if gil == nil { gil = .some(range?.lowerBound) }
+        gil = .some(range)
         return range
     }
 
@@ -175,8 +176,7 @@ public final class InterpreterObserver<Memory: ProcessMemory> {
     public func read(threadIDs: ThreadIDSource, resting: Set<UInt64> = [], wholeList: Bool = true,
                      active: [UInt64]? = nil) throws(MemoryReadError) -> InterpreterRead {
         let interp = try mainInterpreter()
-        if gil == nil { _ = gilState() }
-        let gilAddress = gil ?? nil
+        let gilAddress = gilState()?.lowerBound
         // Last time's records hold slices of the batch's storage: dropped before it is refilled.
         records.removeAll(keepingCapacity: true)
 
@@ -281,12 +281,10 @@ public final class InterpreterObserver<Memory: ProcessMemory> {
             // A thread the target knows (a pthread, an id) that we cannot find among its kernel threads.
             observation.unmapped = hostID == nil && (ownID != nil || record.pthreadID != 0)
             let thread = starts[position].thread
-            if thread.pthreadID != record.pthreadID {
-                thread.pthreadID = record.pthreadID
-                thread.windows = []
-            }
+            thread.pthreadID = record.pthreadID
             thread.cframe = cframe(of: record.bytes)
-            thread.windows.removeAll(keepingCapacity: true)
+            // Read again next time: where a complete walk found the frames.
+            thread.windows = []
             if let start = starts[position].start {
                 (observation.walk, observation.frames) = walkAndResolve(from: start, known: thread.knownWindows)
                 // A frame changed under us (popped, or its memory reused): the thread has moved on,
@@ -329,9 +327,14 @@ public final class InterpreterObserver<Memory: ProcessMemory> {
     /// that tore across a hand-off can show two holders: then the GIL is asked); 3.8–3.11 the
     /// runtime's `gilstate.tstate_current`; otherwise the GIL's `last_holder` while it is locked.
     private func gilHolder(records: [ThreadRecord], reading: GILReading?, current: UInt64?, interp: UInt64) -> UInt64? {
-        let flags = records.compactMap(\.holdsGIL)
-        if !flags.isEmpty, flags.count == records.count, flags.filter({ $0 }).count <= 1 {
-            return records.first { $0.holdsGIL == true }?.address
+        if layout.thread.holdsGIL != nil {
+            var holders = 0
+            var holder: UInt64?
+            for record in records where record.holdsGIL == true {
+                holders += 1
+                holder = record.address
+            }
+            if holders <= 1 { return holder }
         }
         if layout.runtime.gilstateTstateCurrent != nil {
             guard let current else { return threads.gilHolder(interpreter: interp) }

@@ -106,8 +106,8 @@ public final class StackReader<Memory: ProcessMemory> {
     /// Bytes read per frame: every field the walk uses.
     let frameReadSize: Int
     private var visited = Set<UInt64>()
-    /// The window arrays of the last walk, emptied, for the next one.
-    private var recycledWindows = WindowSet.Storage()
+    /// The windows array of the last walk, emptied, for the next one.
+    private var recycledWindows: [WindowSet.Entry] = []
 
     public init(memory: Memory, layout: PythonLayout, opcodes: OpcodeTable?, codeType: UInt64?, maximumDepth: Int = 2048) {
         self.memory = memory
@@ -190,8 +190,8 @@ public final class StackReader<Memory: ProcessMemory> {
         let f = layout.frame
         visited.removeAll(keepingCapacity: true)
         var windows = WindowSet(initial, known: known, reusing: recycledWindows)
-        recycledWindows = WindowSet.Storage()
-        defer { recycledWindows = windows.storageForReuse() }
+        recycledWindows = []
+        defer { recycledWindows = windows.emptied() }
         while address != 0 {
             guard walk.frames.count < maximumDepth, visited.insert(address).inserted else {
                 walk.truncated = true
@@ -233,20 +233,12 @@ public final class StackReader<Memory: ProcessMemory> {
     /// The memory a walk can find frames in: what it was given and what it has read, and which of
     /// it held a frame.
     private struct WindowSet {
-        /// The arrays a walk fills, kept by the reader from one walk to the next.
-        struct Storage {
-            var windows: [FrameWindow] = []
-            var isUsed: [Bool] = []
+        struct Entry {
+            var window: FrameWindow
+            var used = false
         }
-        private var storage: Storage
-        private var windows: [FrameWindow] {
-            get { storage.windows }
-            _modify { yield &storage.windows }
-        }
-        private var isUsed: [Bool] {
-            get { storage.isUsed }
-            _modify { yield &storage.isUsed }
-        }
+        /// An array the reader keeps from one walk to the next (`emptied`), so a walk allocates none.
+        private(set) var entries: [Entry]
         /// Windows that held a frame, in the order the walk first found one in them.
         private(set) var used: [WindowRange] = []
         /// The bytes of the first window that held a frame (the innermost frame's).
@@ -257,42 +249,35 @@ public final class StackReader<Memory: ProcessMemory> {
         /// Where the last frame was found: the next one is usually in the same window or the next.
         private var hint = 0
 
-        init(_ initial: FrameWindow?, known: [FrameWindow], reusing storage: Storage) {
-            self.storage = storage
-            if let initial { add(initial) }
-            for window in known { add(window) }
+        init(_ initial: FrameWindow?, known: [FrameWindow], reusing entries: [Entry]) {
+            self.entries = entries
+            if let initial { self.entries.append(Entry(window: initial)) }
+            for window in known { self.entries.append(Entry(window: window)) }
         }
 
-        /// The arrays, emptied (no bytes kept), for the next walk.
-        mutating func storageForReuse() -> Storage {
-            storage.windows.removeAll(keepingCapacity: true)
-            storage.isUsed.removeAll(keepingCapacity: true)
-            return storage
-        }
-
-        mutating func add(_ window: FrameWindow) {
-            windows.append(window)
-            isUsed.append(false)
+        /// The entries, emptied (no bytes kept), for the next walk.
+        mutating func emptied() -> [Entry] {
+            entries.removeAll(keepingCapacity: true)
+            return entries
         }
 
         mutating func addRead(_ window: FrameWindow) {
-            add(window)
+            entries.append(Entry(window: window))
             if window.isChunk { chunksRead += 1 }
         }
 
         /// The bytes of `[address, address + count)` from the first window that holds them all.
         mutating func view(at address: UInt64, count: Int) -> RemoteBytes? {
-            guard !windows.isEmpty else { return nil }
-            for step in 0..<windows.count {
-                let index = (hint + step) % windows.count
-                guard let bytes = windows[index].bytes.view(at: address, count: count) else { continue }
-                if !isUsed[index] {
-                    isUsed[index] = true
-                    if used.isEmpty { firstUsed = windows[index].bytes }
-                    used.append(WindowRange(address: windows[index].bytes.address, count: windows[index].bytes.count,
-                                            isChunk: windows[index].isChunk))
+            for step in 0..<entries.count {
+                let index = (hint + step) % entries.count
+                let window = entries[index].window
+                guard let bytes = window.bytes.view(at: address, count: count) else { continue }
+                if !entries[index].used {
+                    entries[index].used = true
+                    if used.isEmpty { firstUsed = window.bytes }
+                    used.append(WindowRange(address: window.bytes.address, count: window.bytes.count, isChunk: window.isChunk))
                 }
-                if windows[index].isChunk { currentChunk = windows[index].bytes }
+                if window.isChunk { currentChunk = window.bytes }
                 hint = index
                 return bytes
             }
@@ -331,7 +316,7 @@ public final class StackReader<Memory: ProcessMemory> {
             var range = window
             if index == 0, window.isChunk, let header = layout.thread.stackChunk {
                 // The chunk's size (header included) bounds the read; a torn size is ignored.
-                let size = innermost.flatMap { $0.integer(UInt64.self, at: header.size) }
+                let size = innermost.flatMap { $0.pointer(at: header.size) }
                     .flatMap { RemoteArithmetic.count($0, atMost: WalkLimits.maximumChunkWindow) } ?? window.count
                 range.count = max(window.count, min(window.count + WalkLimits.speculativeMargin, size))
             }
